@@ -1,0 +1,160 @@
+"""The Attack contract, the run context passed to every attack, and the attack registry.
+
+An attack turns a target plus data into per-probe records (stored as they are computed, so runs
+resume) and a summary derived *only* from those records: metrics with intervals, breakdown tables
+and chart data. Reports and the gate read the summary, never the attack's internals.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
+
+import pandas as pd
+
+from privaudit.config import dataclass_from_mapping
+from privaudit.engine.store import RunStore, record_key
+from privaudit.errors import InputError
+from privaudit.metrics import Estimate
+from privaudit.progress import ProgressReporter
+from privaudit.targets.base import Target, require
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclass
+class RunContext:
+    """Everything an attack needs besides the target and its own parameters, passed explicitly."""
+
+    store: RunStore
+    seed: int = 0
+    batch_size: int = 16
+    progress: ProgressReporter = field(default_factory=lambda: ProgressReporter(quiet=True))
+    work_dir: Path | None = None  # where an attack may keep artifacts (e.g. learned soft prompts)
+
+    def pending(
+        self, attack: str, target: str, items: Iterable[tuple[str, ItemT]]
+    ) -> list[tuple[str, ItemT]]:
+        """The (item_key, item) pairs not yet in the store: what a resumed run still has to compute."""
+        return [(k, it) for k, it in items if not self.store.is_done(record_key(attack, target, k))]
+
+    def save(self, attack: str, target: str, item_key: str, payload: Mapping[str, Any]) -> None:
+        """Store one probe record under its resumable key."""
+        self.store.append(
+            {"key": record_key(attack, target, item_key), "attack": attack, "target": target,
+             "item": item_key, **payload}
+        )
+
+    def records(self, attack: str, target: str) -> pd.DataFrame:
+        """All stored records of this attack on this target (finished in this run or an earlier one)."""
+        return pd.DataFrame(list(self.store.iter_records(attack=attack, target=target)))
+
+
+@dataclass
+class AttackResult:
+    """Per-probe records, headline metrics with intervals, breakdowns, chart data and provenance.
+
+    `metrics` keys are what gate thresholds name (`pii.exact_match_rate` is metric
+    `exact_match_rate` of attack `pii`). `assumptions` states what the probe assumes about the
+    attacker (e.g. "knows the subject's name and email"), so a null result is not read as "safe".
+    """
+
+    attack: str
+    target: str
+    records: pd.DataFrame
+    metrics: dict[str, Estimate]
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    charts: dict[str, Any] = field(default_factory=dict)
+    assumptions: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_summary(self) -> dict[str, Any]:
+        """The JSON-able part (records stay in results.jsonl)."""
+        return {
+            "attack": self.attack,
+            "target": self.target,
+            "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
+            "tables": self.tables,
+            "charts": self.charts,
+            "assumptions": self.assumptions,
+            "provenance": self.provenance,
+            "num_records": int(len(self.records)),
+        }
+
+
+class Attack(ABC):
+    """Base of every attack: a name, a frozen params dataclass, the capabilities it needs, `run`."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    requires: ClassVar[frozenset[str]] = frozenset({"generate"})
+    # Record fields that hold raw PII (true values the probe looks for); reports mask every value
+    # found in these fields wherever it appears, unless the user opts in with --show-pii.
+    pii_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    @classmethod
+    def from_config(cls, mapping: Mapping[str, Any], where: str) -> "Attack":
+        """Validate a config table into Params; unknown keys and wrong types name the key path."""
+        return cls(dataclass_from_mapping(cls.Params, mapping, where))
+
+    def check_target(self, target: Target) -> None:
+        for cap in sorted(self.requires):
+            require(target, cap, self.name)
+
+    @abstractmethod
+    def run(self, target: Target, ctx: RunContext) -> AttackResult:
+        """Compute the pending probes (storing each record), then `summarize` all stored records."""
+
+    @abstractmethod
+    def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:
+        """Derive metrics, tables and chart data from records alone (reports re-run this)."""
+
+
+_REGISTRY: dict[str, type[Attack]] = {}
+# Attack name -> module that registers it; imported lazily because some pull heavy dependencies.
+_KNOWN_MODULES: dict[str, str] = {
+    "pii": "privaudit.attacks.pii_extraction",
+    "attributes": "privaudit.attacks.attribute_inference",
+    "bias": "privaudit.attacks.personalization_bias",
+    "membership": "privaudit.attacks.membership",
+}
+
+
+def register_attack(cls: type[Attack]) -> type[Attack]:
+    """Class decorator: make an attack available by its `name` in configs and the CLI."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_attack(name: str) -> type[Attack]:
+    if name not in _REGISTRY and name in _KNOWN_MODULES:
+        try:
+            importlib.import_module(_KNOWN_MODULES[name])
+        except ModuleNotFoundError as exc:
+            if exc.name != _KNOWN_MODULES[name]:
+                raise
+    if name not in _REGISTRY:
+        raise InputError(f"unknown attack '{name}' (known: {', '.join(available_attacks())})")
+    return _REGISTRY[name]
+
+
+def available_attacks() -> list[str]:
+    for module in _KNOWN_MODULES.values():
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return sorted(_REGISTRY)
+
+
+def batched(items: Sequence[ItemT], size: int) -> Iterable[Sequence[ItemT]]:
+    """Consecutive slices of at most `size` items."""
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + size]

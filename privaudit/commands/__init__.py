@@ -1,0 +1,1 @@
+"""Click commands, one module each; `privaudit.cli` attaches every module's `command`."""

@@ -1,0 +1,220 @@
+"""The resumable run store: one output folder per audit run.
+
+`results.jsonl` is append-only, one record per probe, flushed and fsync'd in batches, so a killed
+run loses at most the unflushed batch and never corrupts what was written. On reopen, a torn last
+line (the process died mid-write) is detected and cut off; the keys of the records already present
+tell attacks which probes are done, so a rerun computes only the rest.
+
+A lock file refuses a second concurrent run on the same folder instead of interleaving writes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from privaudit.errors import InputError, RunLockedError
+
+RESULTS_FILE = "results.jsonl"
+MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".lock"
+
+
+def record_key(attack: str, target: str, item: str) -> str:
+    """The identity of one probe within a run: attack name, target name and the attack's item key."""
+    return f"{attack}\x1f{target}\x1f{item}"
+
+
+@dataclass
+class RunStore:
+    """Append-only JSONL results plus a manifest, in a user-only folder, under an exclusive lock."""
+
+    root: Path
+    flush_every: int = 64
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self._buffer: list[str] = []
+        self._done: set[str] = set()
+        self._lock_fd: int | None = None
+        self._fh = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self) -> "RunStore":
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"{self.root}: output path exists and is not a folder")
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)  # audit results hold PII: user-only, whatever the umask
+        self._acquire_lock()
+        self._repair_and_index()
+        self._fh = open(self.results_path, "a", encoding="utf-8")
+        os.chmod(self.results_path, 0o600)
+        return self
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self.flush()
+            self._fh.close()
+            self._fh = None
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "RunStore":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def results_path(self) -> Path:
+        return self.root / RESULTS_FILE
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_FILE
+
+    def _acquire_lock(self) -> None:
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLockedError(
+                f"{self.root}: another privaudit run is writing into this folder (lock held); "
+                "wait for it or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _repair_and_index(self) -> None:
+        """Cut a torn final line left by a killed writer, then index the finished probe keys."""
+        path = self.results_path
+        if not path.exists():
+            path.touch(mode=0o600)
+            return
+        data = path.read_bytes()
+        good_end = data.rfind(b"\n") + 1
+        if good_end < len(data):
+            with open(path, "r+b") as fh:
+                fh.truncate(good_end)
+        for line in data[:good_end].splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line damaged by something else: ignore it rather than lose the run
+            key = rec.get("key")
+            if isinstance(key, str):
+                self._done.add(key)
+
+    # -- writing -----------------------------------------------------------------------------
+    def is_done(self, key: str) -> bool:
+        return key in self._done
+
+    def done_keys(self) -> frozenset[str]:
+        return frozenset(self._done)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Buffer one probe record (it must carry 'key'); flushes every `flush_every` records."""
+        if self._fh is None:
+            raise RuntimeError("RunStore.append before open()")
+        key = record.get("key")
+        if not isinstance(key, str):
+            raise ValueError("every result record needs a string 'key' (see record_key)")
+        if key in self._done:
+            return  # never store a probe twice, even if an attack recomputes it
+        self._buffer.append(json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+        self._done.add(key)
+        if len(self._buffer) >= self.flush_every:
+            self.flush()
+
+    def extend(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for rec in records:
+            self.append(rec)
+
+    def flush(self) -> None:
+        if self._fh is None or not self._buffer:
+            return
+        self._fh.write("".join(self._buffer))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._buffer.clear()
+
+    # -- reading -----------------------------------------------------------------------------
+    def iter_records(self, attack: str | None = None, target: str | None = None) -> Iterator[dict]:
+        self.flush()
+        yield from read_records(self.root, attack=attack, target=target)
+
+    # -- manifest ----------------------------------------------------------------------------
+    def read_manifest(self) -> dict:
+        if not self.manifest_path.exists():
+            return {}
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{self.manifest_path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+
+    def update_manifest(self, **fields: Any) -> dict:
+        """Merge `fields` into manifest.json, written atomically (temp file + rename)."""
+        manifest = self.read_manifest()
+        manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        manifest.setdefault("environment", environment_info())
+        manifest.update(fields)
+        write_json_atomic(self.manifest_path, manifest)
+        return manifest
+
+
+def read_records(root: Path, attack: str | None = None, target: str | None = None) -> Iterator[dict]:
+    """Stream the records of a run folder, skipping a torn last line; optionally filter."""
+    path = Path(root) / RESULTS_FILE
+    if not path.exists():
+        raise InputError(f"{path}: no results file (is this a privaudit run folder?)")
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break  # torn write of a killed run
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if attack is not None and rec.get("attack") != attack:
+                continue
+            if target is not None and rec.get("target") != target:
+                continue
+            yield rec
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON so readers never see a half-written file, with user-only permissions."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def environment_info() -> dict[str, Any]:
+    """Package versions and platform, recorded in every manifest for provenance."""
+    from importlib import metadata
+
+    versions: dict[str, str] = {}
+    for dist in ("privaudit", "torch", "transformers", "peft", "opacus", "flwr", "presidio-analyzer",
+                 "presidio-anonymizer", "pandas", "numpy", "scikit-learn"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": versions}

@@ -1,0 +1,53 @@
+"""Errors a user can act on, each with the exit code the CLI returns for it.
+
+Exit codes follow the project's CI contract: 0 pass, 1 a gate failed, 2 usage or input error,
+3 could not measure (e.g. an endpoint without logprobs for an attack that needs them).
+Messages are one line and name the file, line, key or field at fault.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CANNOT_MEASURE = 3
+
+
+class PrivauditError(Exception):
+    """Base of every error shown to users as one line (never a traceback)."""
+
+    exit_code: int = EXIT_USAGE
+
+
+class InputError(PrivauditError):
+    """Bad input: a missing or malformed file, an invalid config key, an unknown target scheme."""
+
+    exit_code = EXIT_USAGE
+
+
+class TargetError(PrivauditError):
+    """A target could not be loaded or reached (bad path, unreachable endpoint, retries exhausted)."""
+
+    exit_code = EXIT_USAGE
+
+
+class CapabilityError(PrivauditError):
+    """The target lacks a capability an attack needs (e.g. `score` on an endpoint without logprobs)."""
+
+    exit_code = EXIT_CANNOT_MEASURE
+
+
+class RunLockedError(PrivauditError):
+    """Another run holds the output folder's lock."""
+
+    exit_code = EXIT_USAGE
+
+
+def where(path: object, line: int | None = None, field: str | None = None) -> str:
+    """Format 'file:line: field' for error messages, leaving out the parts that are unknown."""
+    out = str(path)
+    if line is not None:
+        out += f":{line}"
+    if field:
+        out += f": field '{field}'"
+    return out

@@ -1,0 +1,184 @@
+"""The Target contract every model backend implements, and the registry of target schemes.
+
+A target is anything an attack can query: a local Hugging Face model, the embedded builtin model,
+or an OpenAI-compatible endpoint. Attacks only see this contract, so the same attack runs against
+all of them; capabilities say which optional operations a backend really supports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+from privaudit.errors import CapabilityError, InputError
+
+GENERATE = "generate"
+SCORE = "score"  # teacher-forced sum log-prob of a continuation given a prompt
+CHAT = "chat"  # chat template / chat endpoint
+GRADIENTS = "gradients"  # white-box: embeddings and autograd available (soft prompts, DP)
+
+Message = Mapping[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to sample: k samples per prompt, greedy or sampled, and a per-run seed.
+
+    With `do_sample=False` all k samples are the same greedy continuation, so backends return the
+    one greedy output k times without recomputing it.
+    """
+
+    max_new_tokens: int = 32
+    num_samples: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise InputError(f"generation: max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.num_samples < 1:
+            raise InputError(f"generation: num_samples must be >= 1, got {self.num_samples}")
+        if self.temperature <= 0:
+            raise InputError(f"generation: temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"generation: top_p must be in (0, 1], got {self.top_p}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def key(self) -> str:
+        """Stable hash of the settings, used in cache keys."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@runtime_checkable
+class Target(Protocol):
+    """What every backend offers. `score` and `chat` exist only where `capabilities` says so."""
+
+    name: str
+    capabilities: frozenset[str]
+
+    def fingerprint(self) -> str:
+        """A stable identity of the model behind the target (weights hash, adapter, endpoint+model).
+
+        Cache keys and result provenance use it, so two different models never share cached outputs.
+        """
+        ...
+
+    def generate(self, prompts: Sequence[str], cfg: GenerationConfig) -> list[list[str]]:
+        """Raw-completion generation: for each prompt, `cfg.num_samples` continuations (prompt excluded)."""
+        ...
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        """Teacher-forced sum of log-probabilities (natural log) of each continuation given its prompt."""
+        ...
+
+    def chat(self, conversations: Sequence[Sequence[Message]], cfg: GenerationConfig) -> list[list[str]]:
+        """Chat generation: for each conversation (list of messages), `cfg.num_samples` replies."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (HTTP sessions, GPU memory)."""
+        ...
+
+
+def require(target: Target, capability: str, attack: str) -> None:
+    """Fail with exit code 3 when `target` cannot do what `attack` needs."""
+    if capability not in target.capabilities:
+        raise CapabilityError(
+            f"target '{target.name}' has no '{capability}' capability, which attack '{attack}' needs "
+            f"(it has: {', '.join(sorted(target.capabilities)) or 'none'})"
+        )
+
+
+TargetFactory = Callable[[str, Mapping[str, str]], Target]
+_SCHEMES: dict[str, TargetFactory] = {}
+
+
+def register_target(scheme: str) -> Callable[[TargetFactory], TargetFactory]:
+    """Register a factory for specs of the form 'SCHEME:REST[:key=value...]'."""
+
+    def deco(factory: TargetFactory) -> TargetFactory:
+        _SCHEMES[scheme] = factory
+        return factory
+
+    return deco
+
+
+def registered_schemes() -> list[str]:
+    _import_backends()
+    return sorted(_SCHEMES)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A parsed target spec: 'hf:PATH:adapter=PATH', 'openai:URL#model', 'builtin:NAME'."""
+
+    scheme: str
+    location: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> "TargetSpec":
+        if not isinstance(spec, str) or ":" not in spec:
+            raise InputError(
+                f"target spec '{spec}' has no scheme; use one of hf:PATH, builtin:NAME, openai:URL#MODEL"
+            )
+        scheme, rest = spec.split(":", 1)
+        options: dict[str, str] = {}
+        if scheme == "openai":
+            # URLs contain ':' themselves; options follow the model as '#model;key=value'.
+            location = rest
+            if ";" in rest:
+                location, opt_text = rest.split(";", 1)
+                options = _parse_options(spec, opt_text.split(";"))
+        else:
+            parts = rest.split(":")
+            location = parts[0]
+            options = _parse_options(spec, parts[1:])
+        if not location:
+            raise InputError(f"target spec '{spec}' names no model after '{scheme}:'")
+        return cls(scheme=scheme, location=location, options=options)
+
+
+def _parse_options(spec: str, items: Sequence[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for item in items:
+        if not item:
+            continue
+        if "=" not in item:
+            raise InputError(f"target spec '{spec}': option '{item}' is not key=value")
+        key, value = item.split("=", 1)
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _import_backends() -> None:
+    """Import the built-in backends so that they register their schemes (lazy: torch is heavy)."""
+    import importlib
+
+    for module in ("privaudit.targets.hf", "privaudit.targets.builtin", "privaudit.targets.openai_compat"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a backend whose optional module is absent stays unregistered
+            if exc.name != module:
+                raise
+
+
+def load_target(spec: str, **overrides: str) -> Target:
+    """Build a target from its spec string; unknown schemes are an input error (exit 2)."""
+    parsed = TargetSpec.parse(spec)
+    _import_backends()
+    factory = _SCHEMES.get(parsed.scheme)
+    if factory is None:
+        raise InputError(
+            f"unknown target scheme '{parsed.scheme}' in '{spec}' (known: {', '.join(sorted(_SCHEMES))})"
+        )
+    options = {**parsed.options, **overrides}
+    return factory(parsed.location, options)
