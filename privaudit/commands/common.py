@@ -1,0 +1,59 @@
+"""Options and the run-one-attack path shared by every command, so all commands behave alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from privaudit.audit import AuditSpec, run_audit
+from privaudit.attacks.base import AttackResult, get_attack
+from privaudit.progress import ProgressReporter
+
+
+def target_option(required: bool = True) -> Callable:
+    return click.option(
+        "--target", "-t", "target", required=required,
+        help="Model to audit: hf:PATH[:adapter=PATH], builtin:smollm2-135m, openai:URL#MODEL[;api_key_env=VAR].",
+    )
+
+
+def out_option(default: str) -> Callable:
+    return click.option("--out", "-o", type=click.Path(path_type=Path), default=default, show_default=True,
+                        help="Run folder (created user-only); rerunning into it resumes.")
+
+
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
+batch_size_option = click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+                                 help="Prompts per batched generate/score call.")
+show_pii_option = click.option("--show-pii", is_flag=True, help="Show raw PII in reports (masked by default).")
+
+
+def progress_from(ctx: click.Context) -> ProgressReporter:
+    quiet = bool((ctx.find_root().obj or {}).get("quiet", False))
+    return ProgressReporter(quiet=quiet)
+
+
+def run_attack_command(
+    ctx: click.Context, attack: str, params: dict[str, Any], *, target: str, out: Path, seed: int,
+    batch_size: int, show_pii: bool = False,
+) -> list[AttackResult]:
+    """Validate params, run one attack on one target through the audit runner, print a summary."""
+    params = {k: v for k, v in params.items() if v is not None}
+    get_attack(attack).from_config(params, f"privaudit attack {attack}")
+    spec = AuditSpec(targets=[target], attacks={attack: params}, out=out, seed=seed, batch_size=batch_size,
+                     show_pii=show_pii)
+    progress = progress_from(ctx)
+    results = run_audit(spec, progress=progress, source=f"privaudit attack {attack}")
+    echo_results(results, out)
+    return results
+
+
+def echo_results(results: list[AttackResult], out: Path) -> None:
+    """Print headline metrics (value and 95% interval) and where the run folder is."""
+    for res in results:
+        click.echo(f"{res.attack} on {res.target}:")
+        for name, est in res.metrics.items():
+            click.echo(f"  {name:<32} {est.value:8.4f}  [{est.low:.4f}, {est.high:.4f}]  n={est.n}")
+    click.echo(f"run folder: {out}")
