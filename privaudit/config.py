@@ -56,22 +56,27 @@ def dataclass_from_mapping(cls: type[T], data: Mapping[str, Any], where: str) ->
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise InputError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})")
+        raise InputError(f"{_key(where, unknown[0])}: unknown key (known: {', '.join(sorted(fields))})")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+        kwargs[name] = _coerce(hints[name], value, _key(where, name))
     missing = [
         n for n, f in fields.items()
         if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise InputError(f"{where}.{missing[0]}: required key is missing")
+        raise InputError(f"{_key(where, missing[0])}: required key is missing")
     try:
         return cls(**kwargs)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise InputError(f"{where}: {exc}") from None
+
+
+def _key(where: str, key: str) -> str:
+    """'audit.toml' + 'seed' -> 'audit.toml: seed'; 'audit.toml: attacks' + 'pii' -> 'audit.toml: attacks.pii'."""
+    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
@@ -107,7 +112,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise InputError(f"{where}: expected a table, got {type(value).__name__}")
         args = get_args(tp)
         val_tp = args[1] if len(args) == 2 else Any
-        return {str(k): _coerce(val_tp, v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): _coerce(val_tp, v, _key(where, str(k))) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return dataclass_from_mapping(tp, value, where)
     if tp is bool:

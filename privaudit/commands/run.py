@@ -1,0 +1,37 @@
+"""`privaudit run audit.toml`: the whole audit described by a TOML spec, optionally gated."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from privaudit.audit import load_audit_spec, run_audit
+from privaudit.commands.common import echo_results, progress_from
+from privaudit.errors import EXIT_GATE_FAILED
+
+
+@click.command(name="run")
+@click.argument("spec_path", metavar="AUDIT_TOML", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Override the spec's output folder.")
+@click.option("--seed", type=int, default=None, help="Override the spec's seed.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the spec's batch size.")
+@click.option("--target", "targets", multiple=True, help="Override the spec's targets (repeatable).")
+@click.option("--show-pii", is_flag=True, default=None, help="Show raw PII in reports (masked by default).")
+@click.option("--gate/--no-gate", default=False, help="Check the spec's [thresholds] and exit 1 if any fails.")
+@click.pass_context
+def command(ctx: click.Context, spec_path: Path, out: Path | None, seed: int | None, batch_size: int | None,
+            targets: tuple[str, ...], show_pii: bool | None, gate: bool) -> None:
+    """Run every attack of AUDIT_TOML on every target; rerunning resumes where it stopped."""
+    spec = load_audit_spec(spec_path, out=out, seed=seed, batch_size=batch_size,
+                           targets=list(targets) or None, show_pii=show_pii)
+    results = run_audit(spec, progress=progress_from(ctx), source=str(spec_path))
+    echo_results(results, spec.out)
+    if gate:
+        from privaudit.gate import echo_outcome, run_gate
+
+        outcome = run_gate(spec.out, spec.thresholds, junit_path=spec.out / "junit.xml")
+        echo_outcome(outcome)
+        if not outcome.passed:
+            sys.exit(EXIT_GATE_FAILED)
