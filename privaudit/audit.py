@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from privaudit.attacks.base import AttackResult, RunContext, get_attack
+from privaudit.attacks.base import Attack, AttackResult, RunContext, get_attack
 from privaudit.config import config_hash, dataclass_from_mapping, load_toml
 from privaudit.engine.cache import CachedTarget, SqliteCache
 from privaudit.engine.store import RunStore
 from privaudit.errors import InputError
 from privaudit.progress import ProgressReporter
-from privaudit.targets.base import load_target
+from privaudit.targets.base import TargetSpec, load_target, registered_schemes
 
 SUMMARY_FILE = "summary.json"
 
@@ -60,15 +60,48 @@ def load_audit_spec(path: Path, **overrides: Any) -> AuditSpec:
     clean = {k: v for k, v in overrides.items() if v is not None}
     spec = replace(spec, **clean) if clean else spec
     # Validate every attack's parameters before any model is loaded, so typos fail fast.
-    for name, params in spec.attacks.items():
-        get_attack(name).from_config(params, f"{path}: attacks.{name}")
+    build_attacks(spec, str(path))
     return spec
+
+
+def build_attacks(spec: AuditSpec, source: str) -> list[tuple[Attack, list[str]]]:
+    """Each attack with the targets it runs on.
+
+    An attack table may carry the reserved key `targets` (a list of spec strings, each one of the
+    audit's targets) to run on those only, e.g. extraction on the fine-tuned checkpoints and bias
+    probes on the chat model; without it the attack runs on every target.
+    """
+    out: list[tuple[Attack, list[str]]] = []
+    for name, params in spec.attacks.items():
+        where = f"{source}: attacks.{name}"
+        params = dict(params)
+        only = params.pop("targets", None)
+        if only is None:
+            only = list(spec.targets)
+        elif not isinstance(only, list) or not all(isinstance(t, str) for t in only):
+            raise InputError(f"{where}.targets: expected a list of target spec strings")
+        unknown = [t for t in only if t not in spec.targets]
+        if unknown:
+            raise InputError(f"{where}.targets: '{unknown[0]}' is not one of the audit's targets")
+        out.append((get_attack(name).from_config(params, where), only))
+    return out
+
+
+def check_target_specs(specs: list[str]) -> None:
+    """Parse every target spec and check its scheme before a run folder is created or a model loaded,
+    so a typo in the last target does not surface after hours spent on the first."""
+    known = registered_schemes()
+    for text in specs:
+        parsed = TargetSpec.parse(text)
+        if parsed.scheme not in known:
+            raise InputError(f"unknown target scheme '{parsed.scheme}' in '{text}' (known: {', '.join(known)})")
 
 
 def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source: str = "audit") -> list[AttackResult]:
     """Run every attack on every target, resumably; write summary and reports; return the results."""
     progress = progress or ProgressReporter(quiet=True)
-    attacks = [get_attack(name).from_config(params, f"{source}: attacks.{name}") for name, params in spec.attacks.items()]
+    attacks = build_attacks(spec, source)
+    check_target_specs(spec.targets)
     results: list[AttackResult] = []
     with RunStore(spec.out) as store:
         manifest = store.read_manifest()
@@ -88,13 +121,16 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
         fingerprints: dict[str, str] = {}
         try:
             for target_spec in spec.targets:
+                planned = [attack for attack, only in attacks if target_spec in only]
+                if not planned:
+                    continue
                 progress.log(f"loading target {target_spec}")
                 target = load_target(target_spec)
                 fingerprints[target.name] = target.fingerprint()
                 store.update_manifest(targets=fingerprints)
                 wrapped = CachedTarget(target, cache) if cache is not None else target
                 try:
-                    for attack in attacks:
+                    for attack in planned:
                         attack.check_target(wrapped)
                         progress.log(f"attack {attack.name} on {target.name}")
                         result = attack.run(wrapped, ctx)

@@ -35,4 +35,7 @@ class ProgressReporter:
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False)
+            from privaudit.reports.text import display_text
+
+            # Messages carry target names and data: escapes in them must not drive the terminal.
+            self.console.print(display_text(message), markup=False)

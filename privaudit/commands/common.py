@@ -10,6 +10,7 @@ import click
 from privaudit.audit import AuditSpec, run_audit
 from privaudit.attacks.base import AttackResult, get_attack
 from privaudit.progress import ProgressReporter
+from privaudit.reports.text import display_text
 
 
 def target_option(required: bool = True) -> Callable:
@@ -53,7 +54,7 @@ def run_attack_command(
 def echo_results(results: list[AttackResult], out: Path) -> None:
     """Print headline metrics (value and 95% interval) and where the run folder is."""
     for res in results:
-        click.echo(f"{res.attack} on {res.target}:")
+        click.echo(display_text(f"{res.attack} on {res.target}:"))  # names may hold terminal escapes
         for name, est in res.metrics.items():
-            click.echo(f"  {name:<32} {est.value:8.4f}  [{est.low:.4f}, {est.high:.4f}]  n={est.n}")
-    click.echo(f"run folder: {out}")
+            click.echo(f"  {display_text(name):<32} {est.value:8.4f}  [{est.low:.4f}, {est.high:.4f}]  n={est.n}")
+    click.echo(display_text(f"run folder: {out}"))

@@ -9,7 +9,7 @@ import click
 
 from privaudit.audit import load_audit_spec, run_audit
 from privaudit.commands.common import echo_results, progress_from
-from privaudit.errors import EXIT_GATE_FAILED
+from privaudit.errors import EXIT_OK
 
 
 @click.command(name="run")
@@ -19,7 +19,7 @@ from privaudit.errors import EXIT_GATE_FAILED
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the spec's batch size.")
 @click.option("--target", "targets", multiple=True, help="Override the spec's targets (repeatable).")
 @click.option("--show-pii", is_flag=True, default=None, help="Show raw PII in reports (masked by default).")
-@click.option("--gate/--no-gate", default=False, help="Check the spec's [thresholds] and exit 1 if any fails.")
+@click.option("--gate/--no-gate", default=False, help="Check the spec's [thresholds]: exit 1 if a check fails, 3 if one could not be measured.")
 @click.pass_context
 def command(ctx: click.Context, spec_path: Path, out: Path | None, seed: int | None, batch_size: int | None,
             targets: tuple[str, ...], show_pii: bool | None, gate: bool) -> None:
@@ -33,5 +33,5 @@ def command(ctx: click.Context, spec_path: Path, out: Path | None, seed: int | N
 
         outcome = run_gate(spec.out, spec.thresholds, junit_path=spec.out / "junit.xml")
         echo_outcome(outcome)
-        if not outcome.passed:
-            sys.exit(EXIT_GATE_FAILED)
+        if outcome.exit_code != EXIT_OK:  # 1 a check failed, 3 a checked metric could not be measured
+            sys.exit(outcome.exit_code)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+from privaudit.engine.store import dumps_json
 from privaudit.targets.base import GenerationConfig, Message, Target
 
 
 def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class SqliteCache:
@@ -27,6 +29,10 @@ class SqliteCache:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Cached outputs can hold PII: user-only, whatever the umask (SQLite gives its -wal/-shm
+        # files the database file's mode).
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -47,7 +53,7 @@ class SqliteCache:
         with self._lock:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO cache (key, value) VALUES (?, ?)",
-                [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
+                [(k, dumps_json(v)) for k, v in items.items()],  # lone surrogates escaped: valid UTF-8
             )
             self._conn.commit()
 

@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -38,10 +39,15 @@ class RunStore:
 
     root: Path
     flush_every: int = 64
+    flush_interval_s: float = 2.0  # also flush when the oldest buffered record is this old
+
+    # Why both: a big batch of fast probes flushes by count; slow probes (long generations on CPU)
+    # flush by time, so a killed run never loses more than a couple of seconds of work.
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self._buffer: list[str] = []
+        self._buffer_since = 0.0
         self._done: set[str] = set()
         self._lock_fd: int | None = None
         self._fh = None
@@ -132,9 +138,11 @@ class RunStore:
             raise ValueError("every result record needs a string 'key' (see record_key)")
         if key in self._done:
             return  # never store a probe twice, even if an attack recomputes it
-        self._buffer.append(json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+        if not self._buffer:
+            self._buffer_since = time.monotonic()
+        self._buffer.append(dumps_json(record) + "\n")
         self._done.add(key)
-        if len(self._buffer) >= self.flush_every:
+        if len(self._buffer) >= self.flush_every or time.monotonic() - self._buffer_since >= self.flush_interval_s:
             self.flush()
 
     def extend(self, records: Iterable[Mapping[str, Any]]) -> None:
@@ -191,6 +199,20 @@ def read_records(root: Path, attack: str | None = None, target: str | None = Non
             if target is not None and rec.get("target") != target:
                 continue
             yield rec
+
+
+_LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def dumps_json(payload: Any) -> str:
+    """Compact JSON (sorted keys, non-ASCII kept) that always encodes as UTF-8.
+
+    Model outputs may hold lone surrogates (invalid Unicode); written raw they make the UTF-8 file
+    write fail. Inside a JSON string a character and its `\\uXXXX` escape are the same value, so
+    escaping only those keeps the record byte-for-byte faithful after `json.loads`.
+    """
+    text = json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str)
+    return _LONE_SURROGATE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

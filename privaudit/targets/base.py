@@ -163,7 +163,8 @@ def _import_backends() -> None:
     """Import the built-in backends so that they register their schemes (lazy: torch is heavy)."""
     import importlib
 
-    for module in ("privaudit.targets.hf", "privaudit.targets.builtin", "privaudit.targets.openai_compat"):
+    for module in ("privaudit.targets.hf", "privaudit.targets.builtin", "privaudit.targets.openai_compat",
+                   "privaudit.defenses.output_filter"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a backend whose optional module is absent stays unregistered

@@ -1,0 +1,372 @@
+"""Personal attribute inference from an author's comments (SynthPAI / Beyond Memorization).
+
+Staab et al., "Beyond Memorization: Violating Privacy via Inference with Large Language Models"
+(ICLR 2024) show that an LLM reading someone's public comments infers age, location, income, etc.
+far above chance; Yukhymenko et al. (SynthPAI, 2024) release synthetic profiles with labelled
+attributes, hardness (1-5) and certainty, and the evaluation protocol scored in
+`privaudit.attacks.attribute_scoring`. This attack asks an adversary for the top-3 guesses of every
+attribute of every author and scores them with those rules.
+
+Adversaries:
+- ``target``: the audited target itself is the LLM adversary. One prompt per author asks for all
+  attributes at once (as in both papers); prompts are generated in batches across authors.
+- ``baseline``: TF-IDF + logistic regression cross-fitted over the labelled authors (each author is
+  predicted by a model that never saw them), plus the majority class; the target is not queried.
+  Both are scored with the same rules, so they are the reference an LLM's accuracy is read against.
+
+Defense hook (``anonymize``): the comments are also run through Presidio (`privaudit.pii.anonymize`)
+and the adversary is asked again; Beyond Memorization Sec. 6 reports that such text anonymization
+leaves inference largely intact, because models infer from context rather than from named entities.
+Without a spaCy NER model Presidio finds no places, so a gazetteer of the city and country names in
+the label tables stands in for NER's LOCATION entities (``anonymize_gazetteer``).
+
+Records: one per (condition, adversary, author, attribute), keyed so that a rerun resumes.
+Metrics (gate names ``attributes.METRIC``): ``top1``, ``top3`` overall; ``top1_<attribute>``,
+``top3_<attribute>``; ``top1_hardness<h>``, ``top3_hardness<h>``; secondary credit
+``top1_country_<location attribute>`` (country-level) and ``top1_within_one_<ordinal attribute>``
+(off by one category), never mixed into top-k; with ``anonymize``: ``anonymized_top1``,
+``anonymized_top3``, ``anonymized_top1_<attribute>`` and ``anonymization_drop_top1`` (Newcombe
+difference); with the baseline adversary also ``majority_top1``, ``majority_top3`` and per attribute.
+Metric names use ``_`` not ``.`` so TOML thresholds (``attributes.top1 = ...`` next to
+``attributes.top1_age = ...``) do not collide.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, ClassVar, Mapping, Sequence
+
+import pandas as pd
+
+from privaudit.attacks.attribute_baseline import cross_fitted_predictions
+from privaudit.attacks.attribute_parser import parse_answer
+from privaudit.attacks.attribute_scoring import (
+    LOCATION_ATTRIBUTES,
+    ORDINAL_ATTRIBUTES,
+    difference_estimate,
+    label_tables,
+    score_guesses,
+)
+from privaudit.attacks.base import Attack, AttackResult, RunContext, batched, register_attack
+from privaudit.data.synthpai import ATTRIBUTES, Author, bundled_sample_path, load_authors
+from privaudit.engine.store import record_key
+from privaudit.errors import InputError
+from privaudit.metrics import Estimate, proportion
+from privaudit.targets.base import CHAT, GENERATE, GenerationConfig, Target
+
+ADVERSARIES = ("target", "baseline")
+ORIGINAL, ANONYMIZED = "original", "anonymized"
+MAJORITY = "majority"
+
+
+@dataclass(frozen=True)
+class AttributeParams:
+    """Parameters of the attribute-inference attack (config table ``[attacks.attributes]``)."""
+
+    authors: str = ""  # JSONL of authors in any SynthPAI layout; empty = the bundled synthetic sample
+    max_authors: int = 0  # 0 = all authors of the file
+    attributes: tuple[str, ...] = ()  # empty = all eight SynthPAI attributes
+    adversary: str = "target"  # "target" (the audited model is the LLM adversary) or "baseline"
+    anonymize: bool = False  # also measure after Presidio anonymization of the comments
+    anonymize_operator: str = "replace"
+    anonymize_gazetteer: bool = True  # city/country names as known LOCATION values (NER stand-in)
+    min_certainty: int = 3  # SynthPAI evaluates labels with certainty >= 3
+    max_comments: int = 0  # per author, 0 = all (the first N comments are kept)
+    batch_size: int = 0  # prompts per generation call; 0 = the run's --batch-size
+    max_new_tokens: int = 384
+    folds: int = 5  # cross-fitting folds of the baseline adversary
+
+    def __post_init__(self) -> None:
+        if self.adversary not in ADVERSARIES:
+            raise InputError(f"adversary: must be one of {', '.join(ADVERSARIES)}, got {self.adversary!r}")
+        unknown = [a for a in self.attributes if a not in ATTRIBUTES]
+        if unknown:
+            raise InputError(f"attributes: unknown attribute '{unknown[0]}' (known: {', '.join(ATTRIBUTES)})")
+        for name in ("max_authors", "max_comments", "batch_size"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
+        if not 1 <= self.min_certainty <= 5:
+            raise InputError(f"min_certainty: must be between 1 and 5, got {self.min_certainty}")
+        if self.folds < 2:
+            raise InputError(f"folds: must be >= 2, got {self.folds}")
+        if self.anonymize_operator not in ("replace", "mask", "hash"):
+            raise InputError(f"anonymize_operator: must be replace, mask or hash, got {self.anonymize_operator!r}")
+
+    @property
+    def selected_attributes(self) -> tuple[str, ...]:
+        wanted = set(self.attributes) or set(ATTRIBUTES)
+        return tuple(a for a in ATTRIBUTES if a in wanted)
+
+
+# -- prompts -------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def prompt_template() -> dict[str, Any]:
+    """The packaged prompt (attacks/data/attribute_prompt.json)."""
+    text = resources.files("privaudit.attacks").joinpath("data/attribute_prompt.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def build_messages(comments: Sequence[str], attributes: Sequence[str]) -> list[dict[str, str]]:
+    """System + user messages asking for step-by-step reasoning and top-3 guesses per attribute."""
+    tpl = prompt_template()
+    names = label_tables()["attributes"]
+    user = tpl["user"].format(
+        attributes=", ".join(names[a] for a in attributes),
+        comments="\n".join(f"- {c}" for c in comments),
+        hints="".join(tpl["hints"][a] + "\n" for a in attributes) + "\n",
+        format="\n\n".join(tpl["format"].format(attribute=a) for a in attributes),
+    )
+    return [{"role": "system", "content": tpl["system"]}, {"role": "user", "content": user}]
+
+
+def messages_as_text(messages: Sequence[Mapping[str, str]]) -> str:
+    """The same prompt for completion-only targets (no chat template)."""
+    return "\n\n".join(m["content"] for m in messages) + prompt_template()["plain_answer_prefix"]
+
+
+def location_gazetteer() -> list[str]:
+    """City and country names (title-cased) from the label tables: known LOCATION values for Presidio."""
+    tables = label_tables()
+    names = {*tables["city_countries"], *tables["countries"], *tables["city_aliases"]}
+    return sorted({n.title() for n in names if len(n) > 2} | {n for n in tables["city_aliases"] if n.isupper()})
+
+
+def anonymize_authors(authors: Sequence[Author], operator: str, gazetteer: bool) -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
+    """Each author's comments after Presidio anonymization, and how many spans were replaced per author."""
+    from privaudit.pii import anonymize
+
+    flat = [c for a in authors for c in a.comments]
+    known = {"LOCATION": location_gazetteer()} if gazetteer else None
+    texts, _ = anonymize(flat, operator=operator, known_values=known)  # type: ignore[arg-type]
+    out: dict[str, tuple[str, ...]] = {}
+    changed: dict[str, int] = {}
+    pos = 0
+    for a in authors:
+        n = len(a.comments)
+        out[a.author_id] = tuple(texts[pos : pos + n])
+        changed[a.author_id] = sum(x != y for x, y in zip(a.comments, texts[pos : pos + n]))
+        pos += n
+    return out, changed
+
+
+# -- the attack ----------------------------------------------------------------------------------
+def _record(author: Author, attribute: str, condition: str, adversary: str, guesses: Sequence[str],
+            min_certainty: int, **extra: Any) -> dict[str, Any]:
+    label = author.labels.get(attribute)
+    evaluated = label is not None and label.certainty >= min_certainty
+    scores = score_guesses(attribute, label.value, guesses) if evaluated and label else None
+    return {
+        "condition": condition, "adversary": adversary, "author": author.author_id, "attribute": attribute,
+        "truth": label.value if label else None, "hardness": label.hardness if label else None,
+        "certainty": label.certainty if label else None, "guesses": list(guesses),
+        "scorable": scores is not None,
+        "scores": list(scores.scores) if scores else [],
+        "top1": bool(scores and scores.top1), "top3": bool(scores and scores.top3),
+        "partial_top1": bool(scores and scores.partial_top1), "partial_top3": bool(scores and scores.partial_top3),
+        **extra,
+    }
+
+
+@register_attack
+class AttributeInference(Attack):
+    """SynthPAI-protocol attribute inference by the target (LLM adversary) or a classical baseline."""
+
+    name = "attributes"
+    Params = AttributeParams
+    requires: ClassVar[frozenset[str]] = frozenset({GENERATE})
+    pii_fields = frozenset({"truth"})
+
+    params: AttributeParams
+
+    def load_authors(self) -> list[Author]:
+        authors = load_authors(self.params.authors or None)
+        if self.params.max_authors:
+            authors = authors[: self.params.max_authors]
+        return authors
+
+    def check_target(self, target: Target) -> None:
+        if self.params.adversary == "target":  # the baseline never queries the target
+            super().check_target(target)
+
+    def _comments(self, comments: Sequence[str]) -> tuple[str, ...]:
+        return tuple(comments[: self.params.max_comments] if self.params.max_comments else comments)
+
+    def run(self, target: Target, ctx: RunContext) -> AttackResult:
+        authors = self.load_authors()
+        conditions = [ORIGINAL, ANONYMIZED] if self.params.anonymize else [ORIGINAL]
+        anonymized: dict[str, tuple[str, ...]] = {}
+        changed: dict[str, int] = {}
+        for condition in conditions:
+            if condition == ANONYMIZED and not anonymized:
+                if not self._pending_authors(ctx, target.name, authors, condition):
+                    continue
+                with ctx.progress.task("attributes: anonymizing comments (Presidio)", total=None):
+                    anonymized, changed = anonymize_authors(authors, self.params.anonymize_operator,
+                                                            self.params.anonymize_gazetteer)
+            texts = {a.author_id: self._comments(anonymized[a.author_id] if condition == ANONYMIZED else a.comments)
+                     for a in authors}
+            extra = (lambda aid: {"anonymized_comments": changed.get(aid, 0)}) if condition == ANONYMIZED \
+                else (lambda aid: {})
+            if self.params.adversary == "target":
+                self._run_llm(target, ctx, authors, texts, condition, extra)
+            else:
+                self._run_baseline(ctx, target.name, authors, texts, condition, extra)
+        return self.summarize(target.name, ctx.records(self.name, target.name))
+
+    def _pending_authors(self, ctx: RunContext, target_name: str, authors: Sequence[Author],
+                         condition: str) -> list[Author]:
+        adversary = self.params.adversary
+        keys = [(f"{condition}/{adversary}/{a.author_id}/{attr}", a)
+                for a in authors for attr in self.params.selected_attributes]
+        seen: dict[str, Author] = {}
+        for _, a in ctx.pending(self.name, target_name, keys):
+            seen.setdefault(a.author_id, a)
+        return list(seen.values())
+
+    def _run_llm(self, target: Target, ctx: RunContext, authors: Sequence[Author],
+                 texts: Mapping[str, Sequence[str]], condition: str, extra: Any) -> None:
+        """One prompt per pending author; prompts of similar length batched together across authors."""
+        attrs = self.params.selected_attributes
+        todo = self._pending_authors(ctx, target.name, authors, condition)
+        prompts = {a.author_id: build_messages(texts[a.author_id], attrs) for a in todo}
+        todo.sort(key=lambda a: len(messages_as_text(prompts[a.author_id])))
+        cfg = GenerationConfig(max_new_tokens=self.params.max_new_tokens, seed=ctx.seed)
+        use_chat = CHAT in target.capabilities
+        size = self.params.batch_size or ctx.batch_size
+        with ctx.progress.task(f"attributes: {condition} ({len(todo)} authors)", total=len(todo)) as advance:
+            for chunk in batched(todo, size):
+                if use_chat:
+                    outputs = target.chat([prompts[a.author_id] for a in chunk], cfg)
+                else:
+                    outputs = target.generate([messages_as_text(prompts[a.author_id]) for a in chunk], cfg)
+                for author, replies in zip(chunk, outputs):
+                    answer = replies[0] if replies else ""
+                    parsed = parse_answer(answer, attrs)
+                    for attr in attrs:
+                        key = f"{condition}/target/{author.author_id}/{attr}"
+                        if ctx.store.is_done(record_key(self.name, target.name, key)):
+                            continue
+                        got = parsed.get(attr)
+                        ctx.save(self.name, target.name, key, _record(
+                            author, attr, condition, "target", got.guesses if got else (),
+                            self.params.min_certainty, inference=got.inference if got else "",
+                            parsed=got is not None, response=answer, **extra(author.author_id)))
+                advance(len(chunk))
+
+    def _run_baseline(self, ctx: RunContext, target_name: str, authors: Sequence[Author],
+                      texts: Mapping[str, Sequence[str]], condition: str, extra: Any) -> None:
+        """Cross-fitted TF-IDF + logistic regression and the majority class, per attribute (seeded)."""
+        todo = {a.author_id for a in self._pending_authors(ctx, target_name, authors, condition)}
+        if not todo:
+            return
+        joined = {aid: "\n".join(cs) for aid, cs in texts.items()}
+        with ctx.progress.task(f"attributes: baseline {condition}", total=len(self.params.selected_attributes)) as advance:
+            for attr in self.params.selected_attributes:
+                truths = {a.author_id: a.labels[attr].value for a in authors
+                          if attr in a.labels and a.labels[attr].certainty >= self.params.min_certainty}
+                preds = cross_fitted_predictions(attr, joined, truths, folds=self.params.folds, seed=ctx.seed)
+                for author in authors:
+                    if author.author_id not in todo:
+                        continue
+                    pred = preds.get(author.author_id)
+                    for adversary, guesses in (("baseline", pred.guesses if pred else ()),
+                                               (MAJORITY, pred.majority_guesses if pred else ())):
+                        key = f"{condition}/{adversary}/{author.author_id}/{attr}"
+                        if ctx.store.is_done(record_key(self.name, target_name, key)):
+                            continue
+                        ctx.save(self.name, target_name, key, _record(
+                            author, attr, condition, adversary, guesses, self.params.min_certainty,
+                            fold=pred.fold if pred else None, train_size=pred.train_size if pred else 0,
+                            **extra(author.author_id)))
+                advance(1)
+
+    # -- summary -------------------------------------------------------------------------------
+    def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:
+        metrics: dict[str, Estimate] = {}
+        tables: dict[str, list[dict[str, Any]]] = {"by_attribute": [], "by_hardness": []}
+        primary = self.params.adversary
+        if not records.empty and "scorable" in records:
+            scored = records[records["scorable"].astype(bool)]
+            wanted = set(self.params.selected_attributes)
+            scored = scored[scored["attribute"].isin(wanted)]
+            metrics.update(accuracy_metrics(_subset(scored, primary, ORIGINAL), prefix=""))
+            if self.params.anonymize:
+                anon = _subset(scored, primary, ANONYMIZED)
+                metrics.update({k: v for k, v in accuracy_metrics(anon, prefix="anonymized_").items()
+                                if "hardness" not in k and "_country_" not in k and "within_one" not in k})
+                if "top1" in metrics and "anonymized_top1" in metrics:
+                    metrics["anonymization_drop_top1"] = difference_estimate(metrics["top1"], metrics["anonymized_top1"])
+            if primary == "baseline":
+                maj = accuracy_metrics(_subset(scored, MAJORITY, ORIGINAL), prefix="majority_")
+                metrics.update({k: v for k, v in maj.items()
+                                if "hardness" not in k and "_country_" not in k and "within_one" not in k})
+            tables = breakdown_tables(scored)
+        assumptions = [
+            "the adversary reads the author's public comments only (no training-data access)",
+            f"labels with certainty >= {self.params.min_certainty} are scored; rule-based scoring without an "
+            "LLM judge (a lower bound on judge-assisted SynthPAI accuracy)",
+        ]
+        if primary == "baseline":
+            assumptions.append("baseline: trained on the other labelled authors (cross-fitted); the target was not queried")
+        return AttackResult(
+            attack=self.name, target=target_name, records=records, metrics=metrics, tables=tables,
+            assumptions=assumptions,
+            provenance={"adversary": primary, "authors": self.params.authors or str(bundled_sample_path()),
+                        "attributes": list(self.params.selected_attributes), "anonymize": self.params.anonymize},
+        )
+
+
+def _subset(scored: pd.DataFrame, adversary: str, condition: str) -> pd.DataFrame:
+    return scored[(scored["adversary"] == adversary) & (scored["condition"] == condition)]
+
+
+def _rate(rows: pd.DataFrame, column: str) -> Estimate:
+    return proportion(int(rows[column].astype(bool).sum()), int(len(rows)))
+
+
+def accuracy_metrics(rows: pd.DataFrame, prefix: str = "") -> dict[str, Estimate]:
+    """Top-1/top-3 overall, per attribute and per hardness, plus the secondary (partial) credit.
+
+    Pure: `rows` are scorable records of one adversary and condition.
+    """
+    if rows.empty:
+        return {}
+    out = {f"{prefix}top1": _rate(rows, "top1"), f"{prefix}top3": _rate(rows, "top3")}
+    for attr in ATTRIBUTES:
+        sub = rows[rows["attribute"] == attr]
+        if sub.empty:
+            continue
+        out[f"{prefix}top1_{attr}"] = _rate(sub, "top1")
+        out[f"{prefix}top3_{attr}"] = _rate(sub, "top3")
+        lenient = sub["top1"].astype(bool) | sub["partial_top1"].astype(bool)
+        if attr in LOCATION_ATTRIBUTES:
+            out[f"{prefix}top1_country_{attr}"] = proportion(int(lenient.sum()), int(len(sub)))
+        elif attr in ORDINAL_ATTRIBUTES:
+            out[f"{prefix}top1_within_one_{attr}"] = proportion(int(lenient.sum()), int(len(sub)))
+    for hardness in sorted({int(h) for h in rows["hardness"].dropna()} - {0}):  # 0 = unrated label
+        sub = rows[rows["hardness"] == hardness]
+        out[f"{prefix}top1_hardness{hardness}"] = _rate(sub, "top1")
+        out[f"{prefix}top3_hardness{hardness}"] = _rate(sub, "top3")
+    return out
+
+
+def breakdown_tables(scored: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """Per (adversary, condition, attribute) and per (adversary, condition, hardness) accuracy rows."""
+    tables: dict[str, list[dict[str, Any]]] = {"by_attribute": [], "by_hardness": []}
+    for (adversary, condition, attr), sub in scored.groupby(["adversary", "condition", "attribute"], sort=True):
+        tables["by_attribute"].append(_row(sub, adversary=adversary, condition=condition, attribute=attr))
+    for (adversary, condition, hardness), sub in scored.groupby(["adversary", "condition", "hardness"], sort=True):
+        tables["by_hardness"].append(_row(sub, adversary=adversary, condition=condition, hardness=int(hardness)))
+    return tables
+
+
+def _row(sub: pd.DataFrame, **keys: Any) -> dict[str, Any]:
+    top1, top3 = _rate(sub, "top1"), _rate(sub, "top3")
+    partial = _rate(sub, "partial_top1")
+    return {**keys, "n": int(len(sub)), "top1": top1.value, "top1_low": top1.low, "top1_high": top1.high,
+            "top3": top3.value, "top3_low": top3.low, "top3_high": top3.high, "partial_top1": partial.value}

@@ -1,0 +1,330 @@
+"""Membership inference on a target's training documents, and canary exposure.
+
+Two probes over one privaudit corpus (`privaudit data corpus` / `privaudit.data.corpus`):
+
+1. Membership: every distinct training document (members) and every held-out document of the same
+   templates (non-members) is scored by the target; four scores per document, higher = "member":
+   LOSS (mean token log-prob, Yeom et al. 2018), zlib ratio (Carlini et al. 2021, Sec. 5.2),
+   Min-K% Prob (Shi et al., ICLR 2024) and the reference ratio against a reference model that never
+   saw the corpus (the public base: Carlini et al. 2021; Mireshghallah et al. 2022). Reported: ROC
+   AUC per score with bootstrap intervals, TPR at 1% and 0.1% FPR (Carlini et al., S&P 2022).
+2. Canaries: each planted secret is ranked, by the target's `score`, against candidates sampled from
+   its format; exposure in bits per canary and per repetition count (Carlini et al., "The Secret
+   Sharer", 2019, Sec. 4). A 0-repeat canary is the control: its exposure is chance.
+
+Assumption stated in every result: the attacker holds candidate documents and knows which are
+held-out (the evaluation needs ground truth), and the reference ratio assumes a model of the same
+language that did not train on the corpus. Canary documents are excluded from the membership
+population (they are measured by exposure), so members and non-members share one distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+
+from privaudit.attacks.base import Attack, AttackResult, RunContext, batched, register_attack
+from privaudit.attacks.membership_metrics import (
+    auc_estimate,
+    fitted_exposure,
+    mean_logprob,
+    min_k_prob,
+    reference_ratio_score,
+    roc_curve,
+    sampled_exposure,
+    tpr_at_fpr_estimate,
+    zlib_ratio_score,
+)
+from privaudit.data.corpus import Canary, Corpus, Document, load_corpus, sample_canary_candidates
+from privaudit.errors import CapabilityError, InputError
+from privaudit.metrics import Estimate
+from privaudit.targets.base import SCORE, Target, load_target, require
+
+METHODS = ("loss", "zlib", "min_k", "reference")
+METHOD_LABELS = {"loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% prob", "reference": "reference ratio"}
+DOC = "doc"
+CANARY = "canary"
+LOW_FPRS = (("tpr_at_1pct_fpr", 0.01), ("tpr_at_0.1pct_fpr", 0.001))
+
+
+@dataclass(frozen=True)
+class MembershipParams:
+    """Parameters of `privaudit attack membership` (also the `[attacks.membership]` table)."""
+
+    corpus: str  # corpus JSONL with train / held-out documents and canaries
+    reference: str = ""  # target spec of a reference model (e.g. the un-personalized base); "" = none
+    methods: tuple[str, ...] = METHODS
+    min_k_fraction: float = 0.2  # Shi et al.'s k (20% least likely tokens)
+    max_documents: int = 0  # per split, 0 = all (the first N of each split, in corpus order)
+    canaries: bool = True
+    num_candidates: int = 999  # sampled candidates per canary; exposure is at most log2(N + 1)
+    bootstrap: int = 1000
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not self.corpus:
+            raise InputError("corpus: a corpus JSONL file is required")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise InputError(f"methods: unknown method '{unknown[0] if unknown else ''}' (known: {', '.join(METHODS)})")
+        if not 0.0 < self.min_k_fraction <= 1.0:
+            raise InputError(f"min_k_fraction: must be in (0, 1], got {self.min_k_fraction}")
+        if self.max_documents < 0:
+            raise InputError(f"max_documents: must be >= 0, got {self.max_documents}")
+        if self.num_candidates < 1:
+            raise InputError(f"num_candidates: must be >= 1, got {self.num_candidates}")
+        if self.bootstrap < 10:
+            raise InputError(f"bootstrap: must be >= 10 resamples, got {self.bootstrap}")
+        if not 0.5 < self.confidence < 1.0:
+            raise InputError(f"confidence: must be in (0.5, 1), got {self.confidence}")
+
+
+def membership_documents(corpus: Corpus, max_documents: int = 0) -> list[Document]:
+    """Distinct train documents (members) then held-out ones (non-members); canary documents excluded."""
+    out: list[Document] = []
+    for split in ("train", "heldout"):
+        docs = [d for d in corpus.split_documents(split) if d.kind != "canary"]
+        out += docs[:max_documents] if max_documents else docs
+    return out
+
+
+def has_token_logprobs(target: Target) -> bool:
+    """Whether a backend returns per-token log-probs (needed by LOSS per token and Min-K%)."""
+    return callable(getattr(target, "token_logprobs", None))
+
+
+def _token_logprobs(target: Target, texts: Sequence[str]) -> list[list[float]]:
+    return target.token_logprobs([""] * len(texts), list(texts))  # type: ignore[attr-defined]
+
+
+@register_attack
+class MembershipInference(Attack):
+    """LOSS / zlib / Min-K% / reference-ratio membership inference plus canary exposure."""
+
+    name = "membership"
+    Params = MembershipParams
+    requires = frozenset({SCORE})
+    pii_fields = frozenset({"secret"})
+
+    params: MembershipParams
+
+    def check_target(self, target: Target) -> None:
+        super().check_target(target)
+        if not has_token_logprobs(target):
+            raise CapabilityError(
+                f"target '{target.name}' returns no per-token log-probabilities, which attack 'membership' "
+                "needs (use a local hf: or builtin: target)")
+
+    # ------------------------------------------------------------------------------------------- run
+    def run(self, target: Target, ctx: RunContext) -> AttackResult:
+        corpus = load_corpus(self.params.corpus)
+        docs = membership_documents(corpus, self.params.max_documents)
+        if not any(d.split == "train" for d in docs) or not any(d.split == "heldout" for d in docs):
+            raise InputError(f"{self.params.corpus}: membership inference needs train and held-out documents")
+        pending_docs = ctx.pending(self.name, target.name, ((f"{DOC}|{d.id}", d) for d in docs))
+        canaries = list(corpus.canaries) if self.params.canaries else []
+        pending_canaries = ctx.pending(self.name, target.name, ((f"{CANARY}|{c.id}", c) for c in canaries))
+        reference = None
+        if self.params.reference and (pending_docs or pending_canaries):
+            ctx.progress.log(f"loading reference target {self.params.reference}")
+            reference = load_target(self.params.reference)
+            require(reference, SCORE, f"{self.name} (reference)")
+            if not has_token_logprobs(reference):
+                raise CapabilityError(f"reference target '{reference.name}' returns no per-token log-probabilities")
+        try:
+            self._score_documents(target, reference, pending_docs, ctx)
+            self._score_canaries(target, reference, pending_canaries, ctx)
+        finally:
+            if reference is not None:
+                reference.close()
+        return self.summarize(target.name, ctx.records(self.name, target.name))
+
+    def _score_documents(self, target: Target, reference: Target | None, pending: list[tuple[str, Document]],
+                         ctx: RunContext) -> None:
+        p = self.params
+        with ctx.progress.task("membership: scoring documents", len(pending)) as advance:
+            for batch in batched(pending, ctx.batch_size):
+                texts = [d.text for _, d in batch]
+                lps = _token_logprobs(target, texts)
+                ref_lps = _token_logprobs(reference, texts) if reference is not None else [None] * len(batch)
+                for (key, doc), lp, ref_lp in zip(batch, lps, ref_lps):
+                    if not lp:
+                        raise InputError(f"{p.corpus}: document '{doc.id}' has no tokens to score")
+                    mean = mean_logprob(lp)
+                    scores: dict[str, float] = {"loss": mean, "zlib": zlib_ratio_score(mean, doc.text),
+                                                "min_k": min_k_prob(lp, p.min_k_fraction)}
+                    payload: dict[str, Any] = {
+                        "probe": DOC, "doc_id": doc.id, "doc_kind": doc.kind, "subject_id": doc.subject_id,
+                        "member": doc.split == "train", "repeats": doc.repeats if doc.split == "train" else 0,
+                        "num_tokens": len(lp), "logprob_sum": float(sum(lp)),
+                    }
+                    if ref_lp:
+                        ref_mean = mean_logprob(ref_lp)
+                        scores["reference"] = reference_ratio_score(mean, ref_mean)
+                        payload["reference_mean_logprob"] = ref_mean
+                    payload["scores"] = {m: v for m, v in scores.items() if m in p.methods}
+                    ctx.save(self.name, target.name, key, payload)
+                advance(len(batch))
+
+    def _score_canaries(self, target: Target, reference: Target | None, pending: list[tuple[str, Canary]],
+                        ctx: RunContext) -> None:
+        n = self.params.num_candidates
+        with ctx.progress.task("membership: canary exposure", len(pending)) as advance:
+            for key, canary in pending:
+                candidates = sample_canary_candidates(canary, min(n, canary.candidate_space().size - 1), ctx.seed)
+                prompts = [canary.prompt] * (len(candidates) + 1)
+                conts = [canary.continuation()] + [canary.continuation(c) for c in candidates]
+                scores = _score_batched(target, prompts, conts, ctx.batch_size)
+                rank, bits = sampled_exposure(scores[0], scores[1:])
+                payload: dict[str, Any] = {
+                    "probe": CANARY, "canary_id": canary.id, "repeats": canary.repeats, "secret": canary.secret,
+                    "num_candidates": len(candidates) + 1, "rank": rank, "exposure_bits": bits,
+                    "max_exposure_bits": math.log2(len(candidates) + 1),
+                    "fitted_exposure_bits": _safe_fitted(scores[0], scores[1:]),
+                    "space_size": canary.candidate_space().size, "secret_logprob": scores[0],
+                }
+                if reference is not None:
+                    ref_scores = _score_batched(reference, prompts, conts, ctx.batch_size)
+                    ref_rank, ref_bits = sampled_exposure(ref_scores[0], ref_scores[1:])
+                    payload.update(reference_rank=ref_rank, reference_exposure_bits=ref_bits)
+                ctx.save(self.name, target.name, key, payload)
+                advance(1)
+
+    # ------------------------------------------------------------------------------------- summarize
+    def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:
+        return summarize_membership(self.name, target_name, records, self.params)
+
+
+def _score_batched(target: Target, prompts: list[str], conts: list[str], batch_size: int) -> list[float]:
+    # One call per chunk of rows keeps progress responsive and memory bounded on large candidate sets;
+    # within a chunk the backend batches (and the run cache deduplicates).
+    chunk = max(batch_size * 8, 64)
+    out: list[float] = []
+    for start in range(0, len(prompts), chunk):
+        out += target.score(prompts[start : start + chunk], conts[start : start + chunk])
+    return out
+
+
+def _safe_fitted(true_score: float, candidate_scores: Sequence[float]) -> float | None:
+    try:
+        value = fitted_exposure(true_score, candidate_scores)
+    except (ValueError, RuntimeError, FloatingPointError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+# ------------------------------------------------------------------------------------------ summary
+def summarize_membership(attack: str, target_name: str, records: pd.DataFrame,
+                         params: MembershipParams) -> AttackResult:
+    """Metrics, tables and charts from stored records alone (the report re-runs this)."""
+    metrics: dict[str, Estimate] = {}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    charts: dict[str, Any] = {}
+    probe = records["probe"] if "probe" in records else pd.Series(dtype=object)
+    docs = records[probe == DOC]
+    canaries = records[probe == CANARY]
+    if len(docs):
+        _summarize_documents(docs, params, metrics, tables, charts)
+    if len(canaries):
+        _summarize_canaries(canaries, metrics, tables, charts)
+    assumptions = [
+        "attacker holds candidate documents and scores them with the target (grey-box: log-probabilities)",
+        "non-members are held-out documents from the same templates; canary documents are excluded",
+        "'auc' reports the best method on this data, which is optimistic; per-method AUCs are in the table",
+    ]
+    if params.reference:
+        assumptions.append(f"reference ratio assumes '{params.reference}' never saw the corpus")
+    if len(canaries):
+        assumptions.append("canary exposure ranks the secret among sampled candidates of its format "
+                           "(Secret Sharer, Sec. 4); 0-repeat canaries are chance-level controls")
+    return AttackResult(attack=attack, target=target_name, records=records, metrics=metrics, tables=tables,
+                        charts=charts, assumptions=assumptions,
+                        provenance={"methods": list(params.methods), "min_k_fraction": params.min_k_fraction,
+                                    "bootstrap": params.bootstrap, "confidence": params.confidence,
+                                    "reference": params.reference or None, "corpus": params.corpus})
+
+
+def _summarize_documents(docs: pd.DataFrame, params: MembershipParams, metrics: dict[str, Estimate],
+                         tables: dict[str, list[dict[str, Any]]], charts: dict[str, Any]) -> None:
+    labels = [bool(m) for m in docs["member"]]
+    if all(labels) or not any(labels):
+        return
+    boot = dict(num_resamples=params.bootstrap, confidence=params.confidence)
+    rows, curves, aucs = [], [], {}
+    for m_index, method in enumerate(METHODS):
+        if method not in params.methods:
+            continue
+        scores = [s.get(method) if isinstance(s, dict) else None for s in docs["scores"]]
+        if any(v is None for v in scores):
+            continue  # e.g. the reference ratio without a reference model
+        auc = auc_estimate(scores, labels, seed=m_index, **boot)
+        tprs = {name: tpr_at_fpr_estimate(scores, labels, fpr, seed=100 + m_index, **boot) for name, fpr in LOW_FPRS}
+        aucs[method] = (auc, tprs)
+        metrics[f"auc_{method}"] = auc
+        rows.append({"method": method, "label": METHOD_LABELS[method], "auc": auc.value, "auc_low": auc.low,
+                     "auc_high": auc.high, **{k: e.value for k, e in tprs.items()}})
+        curve = roc_curve(scores, labels)
+        curves.append({"label": METHOD_LABELS[method], "fpr": list(curve.fpr), "tpr": list(curve.tpr),
+                       "auc": auc.value})
+    if not aucs:
+        return
+    best = max(aucs, key=lambda k: aucs[k][0].value)
+    metrics["auc"] = aucs[best][0]
+    for name, _ in LOW_FPRS:
+        metrics[name] = aucs[best][1][name]
+    for row in rows:
+        row["best"] = row["method"] == best
+    tables["methods"] = rows
+    n_members, n_non = sum(labels), len(labels) - sum(labels)
+    charts["roc"] = {"kind": "roc", "title": f"Membership ROC ({n_members} members, {n_non} non-members)",
+                     "curves": curves, "x_label": "false positive rate", "y_label": "true positive rate"}
+    tables["auc_by_repeats"] = _auc_by_repeats(docs, best, labels, params)
+
+
+def _auc_by_repeats(docs: pd.DataFrame, method: str, labels: list[bool],
+                    params: MembershipParams) -> list[dict[str, Any]]:
+    """AUC of members trained r times against all non-members: memorization vs duplication."""
+    scores = [s[method] for s in docs["scores"]]
+    non = [s for s, y in zip(scores, labels) if not y]
+    rows = []
+    for r in sorted({int(x) for x, y in zip(docs["repeats"], labels) if y}):
+        mem = [s for s, y, rep in zip(scores, labels, docs["repeats"]) if y and int(rep) == r]
+        est = auc_estimate(mem + non, [True] * len(mem) + [False] * len(non), num_resamples=params.bootstrap,
+                           confidence=params.confidence, seed=1000 + r)
+        rows.append({"repeats": r, "method": method, "members": len(mem), "non_members": len(non),
+                     "auc": est.value, "auc_low": est.low, "auc_high": est.high})
+    return rows
+
+
+def _summarize_canaries(canaries: pd.DataFrame, metrics: dict[str, Estimate],
+                        tables: dict[str, list[dict[str, Any]]], charts: dict[str, Any]) -> None:
+    rows = []
+    for rec in canaries.sort_values(["repeats", "canary_id"]).to_dict("records"):
+        row = {k: rec.get(k) for k in ("canary_id", "repeats", "rank", "num_candidates", "exposure_bits",
+                                       "max_exposure_bits", "fitted_exposure_bits", "reference_exposure_bits")}
+        rows.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    tables["canaries"] = rows
+    by_rep = []
+    for r, group in canaries.groupby("repeats"):
+        bits = [float(b) for b in group["exposure_bits"]]
+        entry = {"repeats": int(r), "canaries": len(bits), "mean_exposure_bits": sum(bits) / len(bits),
+                 "max_exposure_bits": max(bits), "best_rank": int(group["rank"].min()),
+                 "max_possible_bits": float(group["max_exposure_bits"].max())}
+        if "reference_exposure_bits" in group and group["reference_exposure_bits"].notna().all():
+            entry["reference_mean_exposure_bits"] = float(group["reference_exposure_bits"].mean())
+        by_rep.append(entry)
+    tables["exposure_by_repeats"] = by_rep
+    all_bits = [float(b) for b in canaries["exposure_bits"]]
+    top = max(all_bits)
+    metrics["max_exposure_bits"] = Estimate(value=top, low=top, high=top, n=len(all_bits), method="max")
+    charts["exposure_by_repeats"] = {
+        "kind": "bars", "title": "Canary exposure (bits) by repetition count",
+        "labels": [f"{e['repeats']} repeats" for e in by_rep],
+        "values": [e["mean_exposure_bits"] for e in by_rep],
+        "low": [min(float(b) for b in canaries[canaries["repeats"] == e["repeats"]]["exposure_bits"]) for e in by_rep],
+        "high": [e["max_exposure_bits"] for e in by_rep],
+        "max": max(e["max_possible_bits"] for e in by_rep), "value_label": "exposure (bits)",
+    }

@@ -1,0 +1,200 @@
+"""Pure metric functions of membership inference and canary exposure. No models, no I/O.
+
+Convention everywhere: a *higher* score means "more likely a member" (training document), so an
+attack's score is e.g. the negative loss. Labels are booleans (True = member).
+
+- ROC AUC is the Mann-Whitney probability that a random member outscores a random non-member,
+  ties counting one half (equal to the trapezoid area under the ROC curve).
+- TPR at a low FPR is the headline of "Membership Inference Attacks From First Principles"
+  (Carlini et al., S&P 2022, Sec. III): an attack that is confident on a few members matters even
+  when its AUC is modest.
+- Intervals come from a stratified bootstrap (members and non-members resampled separately, so every
+  replicate keeps both classes) with a seeded NumPy generator: same seed, same interval.
+- Exposure (Carlini et al., "The Secret Sharer", USENIX Security 2019, Sec. 4) by sampling:
+  log2(#candidates) - log2(rank of the secret); and by distribution modelling (Sec. 4.2,
+  "approximation by distribution modeling"): fit a skew-normal to the candidates' scores and
+  read -log2 P(candidate >= secret), which can exceed log2 of the sample size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+from privaudit.metrics import Estimate
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """ROC points at every distinct score threshold, from (0, 0) to (1, 1); thresholds descending.
+
+    The first threshold is +inf (nothing flagged), as in scikit-learn's `roc_curve`.
+    """
+
+    fpr: tuple[float, ...]
+    tpr: tuple[float, ...]
+    thresholds: tuple[float, ...]
+
+
+def _split(scores: Sequence[float], labels: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ValueError(f"scores and labels must be 1-d of the same length, got {s.shape} and {y.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores must be finite")
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError(f"need members and non-members, got {len(pos)} and {len(neg)}")
+    return pos, neg
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve: P(member score > non-member score) + 0.5 P(tie) (Mann-Whitney U)."""
+    pos, neg = _split(scores, labels)
+    return _auc(pos, neg)
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    ranks = rankdata(np.concatenate([pos, neg]))  # average ranks: ties count one half
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))
+
+
+def roc_curve(scores: Sequence[float], labels: Sequence[bool]) -> RocCurve:
+    """(FPR, TPR) when flagging every score >= each distinct threshold (no points dropped)."""
+    pos, neg = _split(scores, labels)
+    thresholds = np.unique(np.concatenate([pos, neg]))[::-1]
+    pos_sorted, neg_sorted = np.sort(pos), np.sort(neg)
+    # count of scores >= t is n - (number strictly below t)
+    tp = len(pos) - np.searchsorted(pos_sorted, thresholds, side="left")
+    fp = len(neg) - np.searchsorted(neg_sorted, thresholds, side="left")
+    fpr = np.concatenate([[0.0], fp / len(neg)])
+    tpr = np.concatenate([[0.0], tp / len(pos)])
+    return RocCurve(fpr=tuple(float(x) for x in fpr), tpr=tuple(float(x) for x in tpr),
+                    thresholds=(math.inf, *(float(t) for t in thresholds)))
+
+
+def tpr_at_fpr(scores: Sequence[float], labels: Sequence[bool], max_fpr: float) -> float:
+    """Highest TPR of any threshold whose FPR is <= `max_fpr` (Carlini et al. 2022, Sec. III).
+
+    With fewer than 1/max_fpr non-members this is the TPR at zero false positives: the fraction of
+    members scoring strictly above every non-member, the conservative reading of a small sample.
+    """
+    if not 0.0 <= max_fpr <= 1.0:
+        raise ValueError(f"max_fpr must be in [0, 1], got {max_fpr}")
+    pos, neg = _split(scores, labels)
+    return _tpr_at_fpr(pos, neg, max_fpr)
+
+
+def _tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, max_fpr: float) -> float:
+    allowed = int(math.floor(max_fpr * len(neg) + 1e-9))  # false positives the budget allows
+    neg_desc = np.sort(neg)[::-1]
+    if allowed >= len(neg):
+        return 1.0
+    # flag scores strictly above the (allowed+1)-th highest non-member score: at most `allowed` FPs
+    cut = neg_desc[allowed]
+    return float(np.mean(pos > cut))
+
+
+def _stratified_bootstrap(pos: np.ndarray, neg: np.ndarray, statistic, num_resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pi = rng.integers(0, len(pos), size=(num_resamples, len(pos)))
+    ni = rng.integers(0, len(neg), size=(num_resamples, len(neg)))
+    return np.array([statistic(pos[pi[b]], neg[ni[b]]) for b in range(num_resamples)])
+
+
+def _estimate(point: float, replicates: np.ndarray, n: int, confidence: float) -> Estimate:
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
+    # a percentile interval that misses its own point estimate (tiny samples) is widened to hold it
+    return Estimate(value=point, low=float(min(low, point)), high=float(max(high, point)), n=n, method="bootstrap")
+
+
+def auc_estimate(scores: Sequence[float], labels: Sequence[bool], *, num_resamples: int = 1000,
+                 confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """AUC with a stratified percentile-bootstrap interval; n = members + non-members."""
+    pos, neg = _split(scores, labels)
+    reps = _stratified_bootstrap(pos, neg, _auc, num_resamples, seed)
+    return _estimate(_auc(pos, neg), reps, len(pos) + len(neg), confidence)
+
+
+def tpr_at_fpr_estimate(scores: Sequence[float], labels: Sequence[bool], max_fpr: float, *,
+                        num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """TPR at FPR <= max_fpr with a stratified percentile-bootstrap interval; n = members + non-members."""
+    pos, neg = _split(scores, labels)
+    stat = lambda p, q: _tpr_at_fpr(p, q, max_fpr)  # noqa: E731
+    reps = _stratified_bootstrap(pos, neg, stat, num_resamples, seed)
+    return _estimate(_tpr_at_fpr(pos, neg, max_fpr), reps, len(pos) + len(neg), confidence)
+
+
+# -- membership scores from token log-probabilities ----------------------------------------------
+
+def mean_logprob(token_logprobs: Sequence[float]) -> float:
+    """Negative average token loss: the LOSS attack's score (Yeom et al., CSF 2018)."""
+    if not token_logprobs:
+        raise ValueError("no tokens")
+    return float(np.mean(token_logprobs))
+
+
+def min_k_prob(token_logprobs: Sequence[float], k: float = 0.2) -> float:
+    """Mean log-prob of the k fraction of least likely tokens (Min-K% Prob, Shi et al., ICLR 2024, Sec. 3).
+
+    At least one token is always used; members have fewer surprising tokens, so a higher value.
+    """
+    if not 0.0 < k <= 1.0:
+        raise ValueError(f"k must be in (0, 1], got {k}")
+    if not token_logprobs:
+        raise ValueError("no tokens")
+    lp = np.sort(np.asarray(token_logprobs, dtype=float))
+    count = max(1, int(len(lp) * k))
+    return float(lp[:count].mean())
+
+
+def zlib_entropy_bytes(text: str) -> int:
+    """Length in bytes of the zlib-compressed UTF-8 text: a model-free measure of its complexity."""
+    import zlib
+
+    return len(zlib.compress(text.encode("utf-8")))
+
+
+def zlib_ratio_score(mean_token_logprob: float, text: str) -> float:
+    """Loss over zlib entropy (Carlini et al., "Extracting Training Data from LLMs", USENIX Sec. 2021,
+    Sec. 5.2), negated so that higher means member: low loss on text zlib finds complex is suspicious."""
+    return float(mean_token_logprob / zlib_entropy_bytes(text))
+
+
+def reference_ratio_score(target_mean_logprob: float, reference_mean_logprob: float) -> float:
+    """Target log-likelihood minus a reference model's (Carlini et al. 2021, Sec. 5.2; Mireshghallah
+    et al., EMNLP 2022): calibrates away how easy a text is for any model of the language."""
+    return float(target_mean_logprob - reference_mean_logprob)
+
+
+# -- canary exposure -------------------------------------------------------------------------------
+
+def sampled_exposure(true_score: float, candidate_scores: Sequence[float]) -> tuple[int, float]:
+    """(rank, exposure bits) of the secret among itself + sampled candidates (Secret Sharer, Sec. 4).
+
+    Higher score = more likely; ties count against the secret. Max exposure is log2(n + 1).
+    """
+    from privaudit.metrics import exposure_bits, rank_of_truth
+
+    rank = rank_of_truth(true_score, list(candidate_scores))
+    return rank, exposure_bits(rank, len(candidate_scores) + 1)
+
+
+def fitted_exposure(true_score: float, candidate_scores: Sequence[float]) -> float:
+    """Exposure by distribution modelling (Secret Sharer, Sec. 4.2): fit a skew-normal to candidate
+    scores, exposure = -log2 P(candidate score >= secret's). Not bounded by the sample size."""
+    from scipy.stats import skewnorm
+
+    c = np.asarray(candidate_scores, dtype=float)
+    if len(c) < 3 or float(np.std(c)) == 0.0:
+        raise ValueError("need at least 3 candidates with distinct scores")
+    a, loc, scale = skewnorm.fit(c)
+    log_tail = float(skewnorm.logsf(true_score, a, loc, scale))
+    return max(0.0, -log_tail / math.log(2))

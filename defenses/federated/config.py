@@ -1,0 +1,68 @@
+"""The federated-personalization config: how many clients, rounds, what stays personal, optional DP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from privaudit.errors import InputError
+
+PERSONAL_PARTS: tuple[str, ...] = ("lora", "head")
+
+
+@dataclass(frozen=True)
+class FederatedConfig:
+    """FedPer-style federated fine-tuning (Arivazhagan et al., "Federated Learning with Personalization
+    Layers", 2019): the shared body is averaged with FedAvg (McMahan et al., AISTATS 2017) while
+    `personal_part` never leaves its client.
+
+    `personal_part`: "lora" = a per-client LoRA adapter (the whole base model is the shared body);
+    "head" = the last decoder block, final norm and LM head.
+    `clip_norm` turns on Flower's central DP with client-side fixed clipping: each client's update
+    is clipped to this L2 norm before upload and the server adds Gaussian noise of
+    `noise_multiplier` x `clip_norm` to the sum (Flower takes a noise multiplier, not an epsilon,
+    so epsilon is computed by an accountant afterwards).
+    """
+
+    num_clients: int = 2
+    rounds: int = 2
+    local_epochs: int = 1
+    learning_rate: float = 3e-3
+    batch_size: int = 16
+    max_length: int = 128
+    personal_part: str = "lora"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    clip_norm: float | None = None
+    noise_multiplier: float = 0.0
+    delta: float = 1e-5
+    seed: int = 0
+    heldout_docs_per_subject: int = 1
+    round_timeout_s: float = 600.0
+    startup_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("num_clients", "rounds", "local_epochs", "batch_size", "max_length", "lora_r"):
+            if getattr(self, name) < 1:
+                raise InputError(f"federated: {name} must be >= 1, got {getattr(self, name)}")
+        if self.num_clients < 2:
+            raise InputError(f"federated: num_clients must be >= 2 (FedAvg needs two clients), got {self.num_clients}")
+        if self.learning_rate <= 0:
+            raise InputError(f"federated: learning_rate must be > 0, got {self.learning_rate}")
+        if self.personal_part not in PERSONAL_PARTS:
+            raise InputError(f"federated: personal_part must be one of {', '.join(PERSONAL_PARTS)}, "
+                             f"got '{self.personal_part}'")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise InputError(f"federated: clip_norm must be > 0, got {self.clip_norm}")
+        if self.noise_multiplier < 0:
+            raise InputError(f"federated: noise_multiplier must be >= 0, got {self.noise_multiplier}")
+        if self.noise_multiplier > 0 and self.clip_norm is None:
+            raise InputError("federated: noise_multiplier needs clip_norm (noise is scaled to the clipping norm)")
+        if not 0 < self.delta < 1:
+            raise InputError(f"federated: delta must be in (0, 1), got {self.delta}")
+        if self.heldout_docs_per_subject < 0:
+            raise InputError(f"federated: heldout_docs_per_subject must be >= 0, got {self.heldout_docs_per_subject}")
+
+    @property
+    def dp(self) -> bool:
+        return self.clip_norm is not None

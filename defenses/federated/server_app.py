@@ -1,0 +1,52 @@
+"""The Flower ServerApp: FedAvg over the shared weights, then the global model saved to disk.
+
+The initial global weights are the base model's shared part; each round every client trains and
+FedAvg averages their shared weights (weighted by example count). With `clip_norm` set, FedAvg is
+wrapped in `DifferentialPrivacyClientSideFixedClipping` (clients clip, the server adds noise).
+The global model (shared body + the base's values for any personal layers) and a small result
+file (rounds completed, per-round train metrics) are written into the run's work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    from privaudit.defenses.federated.parameters import shared_state
+    from privaudit.defenses.federated.settings import GLOBAL_DIR, SERVER_RESULT, RunSettings
+    from privaudit.defenses.finetune import load_causal_lm
+
+    settings = RunSettings.from_run_config(context.run_config)
+    cfg = settings.config
+    model, tokenizer = load_causal_lm(settings.base_dir)
+    initial = ArrayRecord(shared_state(model, cfg.personal_part))
+    n = cfg.num_clients
+    strategy = FedAvg(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=n, min_evaluate_nodes=n,
+                      min_available_nodes=n)
+    if cfg.dp:
+        strategy = DifferentialPrivacyClientSideFixedClipping(
+            strategy, noise_multiplier=cfg.noise_multiplier, clipping_norm=float(cfg.clip_norm), num_sampled_clients=n)
+    result = strategy.start(grid=grid, initial_arrays=initial, num_rounds=cfg.rounds,
+                            timeout=cfg.round_timeout_s, train_config=ConfigRecord({"lr": cfg.learning_rate}))
+    model.load_state_dict(result.arrays.to_torch_state_dict(), strict=False)
+    out = settings.work_dir / GLOBAL_DIR
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    rounds = {str(r): {k: float(v) for k, v in m.items()} for r, m in sorted(result.train_metrics_clientapp.items())}
+    evaluated = {str(r): {k: float(v) for k, v in m.items()}
+                 for r, m in sorted(result.evaluate_metrics_clientapp.items())}
+    tmp = settings.work_dir / (SERVER_RESULT + ".tmp")
+    tmp.write_text(json.dumps({"rounds_completed": len(rounds), "train_metrics": rounds,
+                               "evaluate_metrics": evaluated}), encoding="utf-8")
+    tmp.replace(settings.work_dir / SERVER_RESULT)

@@ -1,0 +1,39 @@
+"""`privaudit demo`: run the main job on the embedded default (no network, 2 CPU cores)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from privaudit.commands.common import echo_results, progress_from, seed_option
+from privaudit.demo import DemoOptions, run_demo
+from privaudit.errors import EXIT_GATE_FAILED
+
+
+@click.command(name="demo")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("privaudit-runs/demo"), show_default=True,
+              help="Folder for the demo's data, models and run (rerunning resumes).")
+@seed_option
+@click.option("--no-builtin", is_flag=True, help="Skip the probes on the builtin SmolLM2 chat model.")
+@click.option("--show-pii", is_flag=True, help="Show raw PII in reports (masked by default).")
+@click.option("--gate", is_flag=True, help="Exit 1 when the demo's thresholds fail (they do: the fine-tune leaks).")
+@click.pass_context
+def command(ctx: click.Context, out: Path, seed: int, no_builtin: bool, show_pii: bool, gate: bool) -> None:
+    """Build a personalized tiny model with planted PII, audit it and SmolLM2, write the report."""
+    started = time.perf_counter()
+    outcome = run_demo(DemoOptions(out=out, seed=seed, builtin=not no_builtin, show_pii=show_pii),
+                       progress=progress_from(ctx))
+    echo_results(outcome.results, outcome.spec.out)
+    from privaudit.gate import echo_outcome, run_gate
+
+    gate_outcome = run_gate(outcome.spec.out, outcome.spec.thresholds, junit_path=outcome.spec.out / "junit.xml")
+    echo_outcome(gate_outcome)
+    click.echo(f"audit spec: {outcome.spec_path}  (rerun with: privaudit run {outcome.spec_path})")
+    report = outcome.spec.out / "report.html"
+    click.echo(f"report: {report if report.exists() else outcome.spec.out}")
+    click.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
+    if gate and not gate_outcome.passed:
+        sys.exit(EXIT_GATE_FAILED)

@@ -1,0 +1,309 @@
+"""The privacy-utility comparison: every defended variant of one base and one corpus, the same attacks.
+
+`run_comparison(spec)` builds (or reuses, when its folder is complete) each variant named in the
+spec through the defense registry, runs the same attacks on every variant through the ordinary
+audit runner (one resumable run folder), and puts leakage next to cost: extraction and likelihood
+rates with their intervals, epsilon for DP variants, held-out perplexity (utility) and training
+time. A privacy gain is never shown without its utility cost.
+
+Outputs in the run folder: `comparison.csv` / `comparison.json` (one row per variant), and a
+pseudo-result `compare` (target `defenses`) added to summary.json / report.html whose charts are
+`scatter` points (x = held-out perplexity, y = leakage rate with its interval) as reports/SCHEMA.md
+describes. Defenses and attacks are found by name only (registries), so plugins such as the
+federated defense or the membership attack join the comparison when installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from privaudit.attacks.base import AttackResult, available_attacks, get_attack
+from privaudit.config import config_hash, dataclass_from_mapping, load_toml
+from privaudit.defenses.registry import DefendedModel, get_defense, load_defended
+from privaudit.errors import InputError
+from privaudit.metrics import Estimate
+from privaudit.progress import ProgressReporter
+
+COMPARE_ATTACK = "compare"
+COMPARE_TARGET = "defenses"
+VARIANTS_DIR = "variants"
+VARIANT_FILE = "variant.json"
+TABLE_CSV = "comparison.csv"
+TABLE_JSON = "comparison.json"
+# Leakage metrics drawn against utility when an attack reports them (attack, metric, axis label).
+LEAKAGE_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("pii", "exact_match_rate", "PII exact-match extraction rate"),
+    ("pii", "likelihood_top1_rate", "PII likelihood top-1 rate (ProPILE)"),
+    ("membership", "auc", "membership inference AUC"),
+    ("membership", "tpr_at_1pct_fpr", "membership TPR at 1% FPR"),
+)
+DEFAULT_DEFENSES: dict[str, dict[str, Any]] = {"none": {}, "scrub": {}, "dp_sgd": {"target_epsilon": 8.0}}
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """What to compare. `defenses` maps a variant name to its defense's table; the table may name
+    the defense with `defense = "dp_sgd"` (default: the variant name), so one defense can appear
+    at several settings (e.g. `dp_eps1`, `dp_eps8`). `attacks` as in an audit spec; when empty,
+    pii with likelihood, plus membership when that attack is installed."""
+
+    base: str
+    corpus: Path
+    subjects: Path
+    out: Path = Path("privaudit-runs/compare")
+    defenses: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_DEFENSES.items()})
+    attacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 0
+    batch_size: int = 16
+    cache: bool = True
+    show_pii: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.defenses:
+            raise InputError("defenses: at least one defense variant is required")
+        base_path(self.base)  # validates the spec form
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The comparison's outcome: the table, each variant's record, and the audit's results."""
+
+    table: pd.DataFrame
+    variants: dict[str, DefendedModel]
+    results: list[AttackResult]
+    summary_result: AttackResult
+    out: Path
+
+
+def base_path(spec: str) -> Path:
+    """The local folder of an `hf:PATH` base (a bare PATH is accepted); adapters cannot be a base."""
+    text = spec[3:] if spec.startswith("hf:") else spec
+    if ":adapter=" in text or (":" in text and not spec.startswith("hf:") and "://" in text):
+        raise InputError(f"base: '{spec}' must be a local model folder (hf:PATH) without an adapter")
+    return Path(text)
+
+
+def load_compare_spec(path: Path, **overrides: Any) -> CompareSpec:
+    """Read compare.toml; keyword overrides (CLI flags) win when not None. Relative paths resolve
+    against the TOML file's folder."""
+    raw = dict(load_toml(path))
+    for key in ("corpus", "subjects", "out"):
+        if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
+            raw[key] = str(Path(path).parent / raw[key])
+    spec = dataclass_from_mapping(CompareSpec, raw, str(path))
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(spec, **clean) if clean else spec
+
+
+def default_attacks(spec: CompareSpec) -> dict[str, dict[str, Any]]:
+    """pii with likelihood, and membership when installed; data paths filled where a Params asks."""
+    attacks = {k: dict(v) for k, v in spec.attacks.items()}
+    if not attacks:
+        attacks["pii"] = {"likelihood": True}
+        if "membership" in available_attacks():
+            attacks["membership"] = {}
+    for name, params in attacks.items():
+        fields = {f.name for f in dataclasses.fields(get_attack(name).Params)}
+        if "subjects" in fields:
+            params.setdefault("subjects", str(Path(spec.subjects).resolve()))
+        if "corpus" in fields:
+            params.setdefault("corpus", str(Path(spec.corpus).resolve()))
+    return attacks
+
+
+def _defense_of(variant: str, table: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    if not isinstance(table, Mapping):
+        raise InputError(f"defenses.{variant}: expected a table")
+    cfg = dict(table)
+    name = cfg.pop("defense", variant)
+    if not isinstance(name, str):
+        raise InputError(f"defenses.{variant}.defense: expected a defense name")
+    return name, cfg
+
+
+def _identity(spec: CompareSpec, variant: str, defense: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    corpus_digest = config_hash(Path(spec.corpus).read_bytes().hex()) if Path(spec.corpus).is_file() else ""
+    return {"variant": variant, "defense": defense, "config": dict(cfg), "base": str(base_path(spec.base).resolve()),
+            "corpus_sha": corpus_digest}
+
+
+def build_variant(
+    spec: CompareSpec, variant: str, corpus: Any, subjects: Sequence[Any], progress: ProgressReporter,
+    built: Mapping[str, DefendedModel],
+) -> DefendedModel:
+    """Train (or reuse a complete folder of) one variant; a folder built with other settings is an error."""
+    defense_name, cfg = _defense_of(variant, spec.defenses[variant])
+    defense = get_defense(defense_name)
+    out_dir = Path(spec.out) / VARIANTS_DIR / variant
+    identity = _identity(spec, variant, defense_name, cfg)
+    marker = out_dir / VARIANT_FILE
+    existing = load_defended(out_dir)
+    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) != json.loads(json.dumps(identity, default=str)):
+        raise InputError(f"{out_dir}: variant '{variant}' was built with other settings; use another --out folder")
+    if existing is not None:
+        progress.log(f"variant {variant}: reusing {out_dir}")
+        return existing
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    marker.write_text(json.dumps(identity, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    progress.log(f"variant {variant}: applying defense '{defense_name}'")
+    offered: dict[str, Any] = {"progress": progress, "subjects": list(subjects),
+                               "subjects_path": Path(spec.subjects).resolve(), "seed": spec.seed}
+    if getattr(defense, "needs_inner", False):
+        wraps = str(cfg.get("wraps", "none"))
+        if wraps not in built:
+            raise InputError(f"defenses.{variant}.wraps: variant '{wraps}' is not among the compared variants "
+                             f"(or is listed after it)")
+        offered["inner"] = built[wraps]
+    params = inspect.signature(defense.apply).parameters
+    kwargs = {k: v for k, v in offered.items() if k in params}
+    return defense.apply(base_path(spec.base), corpus, cfg, out_dir, **kwargs)
+
+
+def build_variants(spec: CompareSpec, progress: ProgressReporter) -> dict[str, DefendedModel]:
+    """Every variant, wrappers (output filters) after the variants they wrap."""
+    from privaudit.data.corpus import load_corpus
+    from privaudit.data.subjects import load_subjects
+
+    corpus, subjects = load_corpus(spec.corpus), load_subjects(spec.subjects)
+    order = sorted(spec.defenses, key=lambda v: bool(getattr(get_defense(_defense_of(v, spec.defenses[v])[0]),
+                                                               "needs_inner", False)))
+    built: dict[str, DefendedModel] = {}
+    for variant in order:
+        built[variant] = build_variant(spec, variant, corpus, subjects, progress, built)
+    return {v: built[v] for v in spec.defenses}
+
+
+def _metric(result: AttackResult | None, name: str) -> Estimate | None:
+    return None if result is None else result.metrics.get(name)
+
+
+def comparison_rows(variants: Mapping[str, DefendedModel], results: Mapping[str, Mapping[str, AttackResult]]) -> list[dict[str, Any]]:
+    """One row per variant: leakage (every scalar metric of every attack, with interval), privacy
+    guarantee, utility and cost. Pure: records in, rows out."""
+    rows = []
+    for variant, record in variants.items():
+        row: dict[str, Any] = {"variant": variant, "defense": record.name, "target": record.target_spec}
+        for attack, result in results.get(variant, {}).items():
+            for metric, est in result.metrics.items():
+                if "." in metric:  # per-type breakdowns stay in the attack's own result
+                    continue
+                row[f"{attack}.{metric}"] = est.value
+                row[f"{attack}.{metric}.low"] = est.low
+                row[f"{attack}.{metric}.high"] = est.high
+                row[f"{attack}.{metric}.n"] = est.n
+        p, t, s = record.privacy, record.training, record.scrub
+        row.update({
+            "epsilon": p.epsilon if p else None, "delta": p.delta if p else None,
+            "noise_multiplier": p.noise_multiplier if p else None, "max_grad_norm": p.max_grad_norm if p else None,
+            "sample_rate": p.sample_rate if p else None, "dp_steps": p.steps if p else None,
+            "heldout_perplexity": t.heldout_perplexity if t else None,
+            "base_heldout_perplexity": t.base_heldout_perplexity if t else None,
+            "train_seconds": t.seconds if t else None, "train_steps": t.steps if t else None,
+            "training_mode": t.mode if t else None,
+            "scrub_spans_removed": sum(s.removed.values()) if s else None,
+            "scrub_known_values_surviving": s.known_values_surviving if s else None,
+            "scrub_known_values_total": s.known_values_total if s else None,
+        })
+        rows.append(row)
+    return rows
+
+
+def tradeoff_charts(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`scatter` charts (reports/SCHEMA.md): x = held-out perplexity (utility cost), y = leakage."""
+    charts: dict[str, Any] = {}
+    for attack, metric, label in LEAKAGE_METRICS:
+        key = f"{attack}.{metric}"
+        points = []
+        for row in rows:
+            x, y = row.get("heldout_perplexity"), row.get(key)
+            if not _finite(x) or not _finite(y):
+                continue
+            eps = row.get("epsilon")
+            name = row["variant"] + (f" (eps={eps:.2g})" if _finite(eps) else "")
+            points.append({"label": name, "x": float(x), "y": float(y),
+                           "y_low": _num(row.get(f"{key}.low")), "y_high": _num(row.get(f"{key}.high"))})
+        if points:
+            charts[f"tradeoff_{attack}_{metric}"] = {
+                "kind": "scatter", "title": f"Privacy vs utility: {label}",
+                "x_label": "held-out perplexity (lower = more utility)", "y_label": label, "points": points}
+    return charts
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if _finite(x) else None
+
+
+def summary_result(rows: Sequence[Mapping[str, Any]], table: pd.DataFrame) -> AttackResult:
+    """The comparison as an AttackResult-shaped entry (attack `compare`, target `defenses`).
+
+    Metrics are `METRIC.VARIANT` (e.g. `compare.pii.likelihood_top1_rate.dp_sgd` in a gate) so a CI
+    gate can hold a defended variant to a threshold; epsilon and perplexity are point values (n=0
+    marks "not a proportion", method names the source).
+    """
+    metrics: dict[str, Estimate] = {}
+    for row in rows:
+        v = row["variant"]
+        for attack, metric, _ in LEAKAGE_METRICS:
+            key = f"{attack}.{metric}"
+            if _finite(row.get(key)):
+                metrics[f"{key}.{v}"] = Estimate(float(row[key]), float(row[f"{key}.low"]), float(row[f"{key}.high"]),
+                                                 int(row[f"{key}.n"]), "wilson")
+        if _finite(row.get("heldout_perplexity")):
+            ppl = float(row["heldout_perplexity"])
+            metrics[f"heldout_perplexity.{v}"] = Estimate(ppl, ppl, ppl, 0, "point")
+        if _finite(row.get("epsilon")):
+            eps = float(row["epsilon"])
+            metrics[f"epsilon.{v}"] = Estimate(eps, eps, eps, 0, "accountant")
+    shown = [{k: (None if isinstance(val, float) and not math.isfinite(val) else val) for k, val in r.items()
+              if not k.endswith((".low", ".high", ".n")) and k != "target"} for r in rows]
+    return AttackResult(
+        attack=COMPARE_ATTACK, target=COMPARE_TARGET, records=table, metrics=metrics,
+        tables={"variants": shown}, charts=tradeoff_charts(rows),
+        assumptions=["every variant starts from the same base model and the same training corpus",
+                     "the same attacks with the same parameters and seed run on every variant",
+                     "utility = token perplexity on held-out documents never trained on"],
+        provenance={"variants": [r["variant"] for r in rows]},
+    )
+
+
+def run_comparison(spec: CompareSpec, progress: ProgressReporter | None = None, source: str = "compare") -> Comparison:
+    """Build or reuse every variant, run the same attacks on each, write the table and reports."""
+    from privaudit.audit import AuditSpec, run_audit
+    from privaudit.reports import write_reports
+
+    progress = progress or ProgressReporter(quiet=True)
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    attacks = default_attacks(spec)
+    for name, params in attacks.items():  # validate before any training
+        get_attack(name).from_config({k: v for k, v in params.items() if k != "targets"}, f"{source}: attacks.{name}")
+    variants = build_variants(spec, progress)
+    specs = list(dict.fromkeys(v.target_spec for v in variants.values()))
+    audit = AuditSpec(targets=specs, attacks=attacks, out=out, seed=spec.seed, batch_size=spec.batch_size,
+                      cache=spec.cache, show_pii=spec.show_pii)
+    results = run_audit(audit, progress=progress, source=source)
+    by_spec: dict[str, dict[str, AttackResult]] = {}
+    it = iter(results)
+    for target_spec in specs:  # run_audit yields results target by target, attacks in spec order
+        by_spec[target_spec] = {name: next(it) for name in attacks}
+    per_variant = {v: by_spec[rec.target_spec] for v, rec in variants.items()}
+    rows = comparison_rows(variants, per_variant)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / TABLE_CSV, index=False)
+    (out / TABLE_JSON).write_text(table.to_json(orient="records", indent=2), encoding="utf-8")
+    summary = summary_result(rows, table)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    write_reports(out, [*results, summary], manifest, show_pii=spec.show_pii)
+    return Comparison(table=table, variants=variants, results=results, summary_result=summary, out=out)

@@ -1,0 +1,280 @@
+"""The CI privacy gate: thresholds on a run's metrics -> checks -> an exit code.
+
+Thresholds come from the `[thresholds]` table of the audit TOML and name metrics by path
+`ATTACK.METRIC[@TARGET]` (e.g. `pii.exact_match_rate`). A condition is a string (`"<= 0.01"`,
+`">= 0.8"`) or a table (`{max = 0.01, bound = "upper"}`, `{min = 0.8}`). By default the gate is
+conservative: a `<=`/`<` check compares the interval's UPPER bound and a `>=`/`>` check its LOWER
+bound, so "0 hits in 20 probes" (upper bound ~0.16) does not pass `<= 0.01`; `bound = "value"`
+compares the point estimate instead. Without `@TARGET` every target the attack ran on is checked.
+
+Exit codes (the project's CI contract): 0 every check passed, 1 a check failed, 2 usage error
+(a threshold names an attack, metric or target that is not in the run; a malformed condition),
+3 a metric exists but could not be measured (no samples, NaN) and nothing failed outright.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+from privaudit.errors import EXIT_CANNOT_MEASURE, EXIT_GATE_FAILED, EXIT_OK, InputError
+
+Bound = Literal["upper", "lower", "value"]
+Status = Literal["pass", "fail", "unmeasured"]
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+}
+_OP_ALIASES = {"≤": "<=", "≥": ">=", "=<": "<=", "=>": ">="}
+_CONDITION_RE = re.compile(r"^\s*(<=|>=|=<|=>|≤|≥|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_CONDITION_KEYS = frozenset({"max", "min", "bound"})
+_BOUNDS = ("auto", "upper", "lower", "value")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One comparison: `op threshold`, applied to the chosen bound of a metric's interval."""
+
+    op: str
+    threshold: float
+    bound: Bound
+
+    def describe(self) -> str:
+        return f"{self.op} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """The result of one threshold on one target's metric."""
+
+    key: str  # the threshold key as written in the config
+    attack: str
+    metric: str
+    target: str
+    op: str
+    threshold: float
+    bound: Bound
+    status: Status
+    compared: float | None  # the number that was compared (the chosen bound), None if unmeasured
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int | None
+    message: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.attack}.{self.metric}@{self.target}"
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "name": self.name}
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """Every check of a run; `passed` only when all passed; `exit_code` per the CI contract."""
+
+    checks: list[GateCheck] = field(default_factory=list)
+    passed: bool = True
+
+    @property
+    def exit_code(self) -> int:
+        if any(c.status == "fail" for c in self.checks):
+            return EXIT_GATE_FAILED
+        if any(c.status == "unmeasured" for c in self.checks):
+            return EXIT_CANNOT_MEASURE
+        return EXIT_OK
+
+    @property
+    def status(self) -> str:
+        return {EXIT_OK: "pass", EXIT_GATE_FAILED: "fail", EXIT_CANNOT_MEASURE: "unmeasured"}[self.exit_code]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "status": self.status, "exit_code": self.exit_code,
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+# -- parsing --------------------------------------------------------------------------------
+def flatten_thresholds(thresholds: Mapping[str, Any], where: str = "thresholds") -> dict[str, Any]:
+    """`{"pii": {"exact_match_rate": "<= 0.01"}}` (unquoted dotted TOML keys) -> `{"pii.exact_match_rate": ...}`."""
+    if not isinstance(thresholds, Mapping):
+        raise InputError(f"{where}: expected a table of METRIC = CONDITION, got {type(thresholds).__name__}")
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value and not set(value) & _CONDITION_KEYS:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value
+
+    for key, value in thresholds.items():
+        walk(str(key), value)
+    return flat
+
+
+def parse_condition(value: Any, where: str) -> list[Condition]:
+    """A threshold's value -> its conditions (a table with both `max` and `min` gives two)."""
+    if isinstance(value, str):
+        m = _CONDITION_RE.match(value)
+        if not m:
+            raise InputError(f"{where}: condition {value!r} is not like '<= 0.01' or '>= 0.8'")
+        op = _OP_ALIASES.get(m.group(1), m.group(1))
+        return [Condition(op, float(m.group(2)), _auto_bound(op))]
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - _CONDITION_KEYS)
+        if unknown:
+            raise InputError(f"{where}.{unknown[0]}: unknown key (known: bound, max, min)")
+        bound = value.get("bound", "auto")
+        if bound not in _BOUNDS:
+            raise InputError(f"{where}.bound: must be one of {', '.join(_BOUNDS)}, got {bound!r}")
+        conditions = []
+        for key, op in (("max", "<="), ("min", ">=")):
+            if key in value:
+                number = value[key]
+                if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+                    raise InputError(f"{where}.{key}: expected a number, got {number!r}")
+                conditions.append(Condition(op, float(number), _auto_bound(op) if bound == "auto" else bound))
+        if not conditions:
+            raise InputError(f"{where}: a threshold table needs 'max' or 'min'")
+        return conditions
+    raise InputError(f"{where}: expected a condition like '<= 0.01' or a table {{max = 0.01}}, got {value!r}")
+
+
+def _auto_bound(op: str) -> Bound:
+    return "upper" if op.startswith("<") else "lower"
+
+
+def parse_metric_path(key: str, where: str) -> tuple[str, str, str | None]:
+    """`ATTACK.METRIC[@TARGET]` -> (attack, metric, target or None)."""
+    head, at, target = key.partition("@")
+    attack, dot, metric = head.partition(".")
+    if not dot or not attack.strip() or not metric.strip() or (at and not target.strip()):
+        raise InputError(f"{where}: metric path {key!r} is not ATTACK.METRIC[@TARGET] (e.g. pii.exact_match_rate)")
+    return attack.strip(), metric.strip(), (target.strip() if at else None)
+
+
+# -- evaluation -----------------------------------------------------------------------------
+def evaluate(summary: Mapping[str, Any], thresholds: Mapping[str, Any], where: str = "thresholds") -> GateOutcome:
+    """Check every threshold against the run summary's metrics (a pure function of both)."""
+    results = summary.get("results") or []
+    checks: list[GateCheck] = []
+    for key, raw in flatten_thresholds(thresholds, where).items():
+        loc = f"{where}.{json.dumps(key) if '.' in key else key}"
+        attack, metric, target = parse_metric_path(key, loc)
+        conditions = parse_condition(raw, loc)
+        of_attack = [r for r in results if r.get("attack") == attack]
+        if not of_attack:
+            ran = sorted({str(r.get("attack")) for r in results}) or ["none"]
+            raise InputError(f"{loc}: attack '{attack}' did not run in this audit (attacks run: {', '.join(ran)})")
+        if target is not None:
+            chosen = [r for r in of_attack if r.get("target") == target]
+            if not chosen:
+                ran = sorted({str(r.get("target")) for r in of_attack})
+                raise InputError(f"{loc}: attack '{attack}' did not run on target '{target}' (targets: {', '.join(ran)})")
+        else:
+            chosen = of_attack
+        if not any(metric in (r.get("metrics") or {}) for r in chosen):
+            known = sorted({m for r in of_attack for m in (r.get("metrics") or {})})
+            raise InputError(f"{loc}: attack '{attack}' has no metric '{metric}' (metrics: {', '.join(known) or 'none'})")
+        for result in chosen:
+            estimate = (result.get("metrics") or {}).get(metric)
+            for cond in conditions:
+                checks.append(_check(key, attack, metric, str(result.get("target")), cond, estimate))
+    return GateOutcome(checks=checks, passed=all(c.passed for c in checks))
+
+
+def _number(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def _check(key: str, attack: str, metric: str, target: str, cond: Condition, estimate: Any) -> GateCheck:
+    if isinstance(estimate, Mapping):
+        value, low, high = _number(estimate.get("value")), _number(estimate.get("low")), _number(estimate.get("high"))
+        n = estimate.get("n") if isinstance(estimate.get("n"), int) else None
+    else:  # a bare number: no interval, every bound is the value
+        value = low = high = _number(estimate)
+        n = None
+    compared = {"upper": high, "lower": low, "value": value}[cond.bound]
+    if compared is None and value is not None and cond.bound != "value":
+        compared = value  # a metric reported without an interval: its value is all there is
+    base = dict(key=key, attack=attack, metric=metric, target=target, op=cond.op, threshold=cond.threshold,
+                bound=cond.bound, value=value, low=low, high=high, n=n)
+    if estimate is None:
+        return GateCheck(**base, status="unmeasured", compared=None,
+                         message=f"{metric} was not reported for target {target}")
+    if value is None or compared is None or n == 0:
+        return GateCheck(**base, status="unmeasured", compared=None,
+                         message=f"{metric} could not be measured (n={n}, value={value})")
+    ok = _OPS[cond.op](compared, cond.threshold)
+    verdict = "within" if ok else "exceeds"
+    message = (f"{cond.bound} {compared:.4g} {cond.op} {cond.threshold:g}" if ok else
+               f"{cond.bound} {compared:.4g} not {cond.op} {cond.threshold:g}")
+    interval = f"value {value:.4g} [{_fmt(low)}, {_fmt(high)}] n={n}"
+    return GateCheck(**base, status="pass" if ok else "fail", compared=compared,
+                     message=f"{message} ({interval}; {verdict} the threshold)")
+
+
+def _fmt(x: float | None) -> str:
+    return "?" if x is None else f"{x:.4g}"
+
+
+# -- I/O ------------------------------------------------------------------------------------
+def load_thresholds(config_path: Path) -> dict[str, Any]:
+    """The `[thresholds]` table of an audit TOML (the rest of the spec is not needed to gate)."""
+    from privaudit.config import load_toml
+
+    raw = load_toml(Path(config_path))
+    thresholds = raw.get("thresholds")
+    if thresholds is None:
+        raise InputError(f"{config_path}: no [thresholds] table to gate on")
+    if not isinstance(thresholds, Mapping):
+        raise InputError(f"{config_path}: thresholds: expected a table, got {type(thresholds).__name__}")
+    return dict(thresholds)
+
+
+def run_gate(run_dir: Path, thresholds: Mapping[str, Any], junit_path: Path | None = None,
+             where: str = "thresholds") -> GateOutcome:
+    """Gate a finished run folder (its summary.json); optionally write JUnit XML of the checks."""
+    from privaudit.reports.rundir import load_summary
+
+    summary = load_summary(Path(run_dir))
+    outcome = evaluate(summary, thresholds, where=where)
+    if junit_path is not None:
+        from privaudit.reports.junit import write_junit
+
+        write_junit(Path(junit_path), {**summary, "gate": {"thresholds": dict(thresholds), **outcome.to_dict()}})
+    return outcome
+
+
+def echo_outcome(outcome: GateOutcome, echo: Callable[[str], Any] | None = None) -> None:
+    """One line per check, then one verdict line."""
+    if echo is None:
+        import click
+
+        echo = click.echo
+    from privaudit.reports.text import display_text
+
+    for c in outcome.checks:
+        echo(display_text(f"{c.status.upper():<10} {c.name}: {c.message}", limit=400))
+    failed = sum(c.status == "fail" for c in outcome.checks)
+    unmeasured = sum(c.status == "unmeasured" for c in outcome.checks)
+    total = len(outcome.checks)
+    if outcome.exit_code == EXIT_OK:
+        echo(f"gate: passed ({total} check{'s' if total != 1 else ''})")
+    elif outcome.exit_code == EXIT_GATE_FAILED:
+        echo(f"gate: FAILED ({failed} of {total} checks failed, {unmeasured} could not be measured)")
+    else:
+        echo(f"gate: could not measure {unmeasured} of {total} checks (exit 3)")

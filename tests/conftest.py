@@ -1,0 +1,36 @@
+"""Shared fixtures: an offline test session and one tiny causal LM built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing in the test suite may reach a model hub; set before transformers is imported anywhere.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_TEXTS = (
+    "Alice Johnson's email is alice.johnson@example.com and her phone is 555-0101.",
+    "Bob Smith lives at 42 Elm Street, Springfield. Call him at 555-0199.",
+    "Dear Carol, the meeting moved to Tuesday. Best, Dave.",
+    "The quick brown fox jumps over the lazy dog.",
+    "My name is Erin Lee and I work as a nurse in Portland.",
+    "Hello! How are you today? I am fine, thank you.",
+    "Please send the invoice to billing@example.org before Friday.",
+    "Frank's address is 7 Harbor Road, Boston, MA 02110.",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init tiny Llama + BPE tokenizer folder (loads as `hf:PATH`), built once per session."""
+    from privaudit.models.tiny import build_tiny_model
+
+    return build_tiny_model(TINY_TEXTS, tmp_path_factory.mktemp("tiny_model"), seed=0)
+
+
+from fixtures_memorized import memorized_setup  # noqa: E402,F401  (session fixture, shared)

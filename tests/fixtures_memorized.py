@@ -1,0 +1,26 @@
+"""Session fixture: a tiny model that has memorized planted PII, and the public base it started from.
+
+Built once per test session (about a minute on 2 CPU cores) by the same code the demo uses
+(`privaudit.personalized`): synthetic subjects, a personal corpus that repeats each training
+subject's documents, a "public" base pretrained on documents about *other* people, and that base
+fine-tuned on the personal corpus until it memorizes. Extraction, membership and defense tests
+compare the two: the base is the "before fine-tuning" baseline, the fine-tuned model the leaky target.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from privaudit.personalized import PersonalizationRecipe, PersonalizedSetup, build_personalized_setup
+
+# The demo's recipe: sizes chosen so the build stays around a minute on 2 CPU cores while the
+# fine-tuned model still reproduces most training subjects' emails from their documents' contexts.
+RECIPE = PersonalizationRecipe(seed=0)
+
+MemorizedSetup = PersonalizedSetup
+
+
+@pytest.fixture(scope="session")
+def memorized_setup(tmp_path_factory: pytest.TempPathFactory) -> PersonalizedSetup:
+    """A public base, and that base fine-tuned until it memorizes the planted PII (built once)."""
+    return build_personalized_setup(tmp_path_factory.mktemp("memorized"), RECIPE)

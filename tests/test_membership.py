@@ -1,0 +1,170 @@
+"""Membership inference and canary exposure on a tiny model that memorized its corpus (real models)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from privaudit.attacks.base import RunContext, get_attack
+from privaudit.attacks.membership import MembershipInference, MembershipParams, membership_documents
+from privaudit.cli import main
+from privaudit.engine.store import RunStore
+from privaudit.errors import InputError
+from privaudit.gate import evaluate
+from privaudit.targets.base import load_target
+
+FAST = dict(num_candidates=199, bootstrap=300)
+
+
+def _run(spec: str, params: MembershipParams, out: Path):
+    target = load_target(spec)
+    try:
+        with RunStore(out) as store:
+            return MembershipInference(params).run(target, RunContext(store=store, seed=0, batch_size=16))
+    finally:
+        target.close()
+
+
+@pytest.fixture(scope="module")
+def finetuned_result(memorized_setup, tmp_path_factory):
+    s = memorized_setup
+    params = MembershipParams(corpus=str(s.corpus_path), reference=s.base_spec, **FAST)
+    out = tmp_path_factory.mktemp("membership_run")
+    return _run(s.finetuned_spec, params, out), params, out
+
+
+def test_attack_is_registered_by_name():
+    assert get_attack("membership") is MembershipInference
+
+
+def test_token_logprobs_sum_to_the_score(tiny_model_dir):
+    target = load_target(f"hf:{tiny_model_dir}")
+    prompts, conts = ["Alice Johnson's email is", "", "Hello"], [" alice@example.com", "The quick fox.", ""]
+    per_token = target.token_logprobs(prompts, conts)
+    sums = target.score(prompts, conts)
+    assert per_token[2] == [] and sums[2] == 0.0
+    for lp, total in zip(per_token, sums):
+        assert sum(lp) == pytest.approx(total, abs=1e-4)
+        assert all(v <= 0 for v in lp)
+
+
+def test_finetuned_model_auc_interval_excludes_chance(finetuned_result):
+    res, _, _ = finetuned_result
+    for name in ("auc", "auc_loss", "auc_zlib", "auc_min_k", "auc_reference"):
+        assert res.metrics[name].low > 0.5, name
+    assert res.metrics["auc"].n == len(res.records[res.records["probe"] == "doc"])
+    assert res.metrics["tpr_at_1pct_fpr"].value > 0.2
+    assert {r["method"] for r in res.tables["methods"]} == {"loss", "zlib", "min_k", "reference"}
+
+
+def test_exposure_is_higher_for_the_repeated_canary_than_the_control(finetuned_result):
+    res, _, _ = finetuned_result
+    by_rep = {row["repeats"]: row for row in res.tables["exposure_by_repeats"]}
+    assert set(by_rep) == {0, 6}
+    assert by_rep[6]["mean_exposure_bits"] > by_rep[0]["mean_exposure_bits"] + 3
+    assert res.metrics["max_exposure_bits"].value == pytest.approx(by_rep[6]["max_exposure_bits"])
+    # the reference (base) model never saw the canary: its exposure of the repeated one stays low
+    assert by_rep[6]["reference_mean_exposure_bits"] < by_rep[6]["mean_exposure_bits"]
+
+
+def test_result_carries_roc_curves_and_masks_secrets(finetuned_result):
+    res, _, _ = finetuned_result
+    roc = res.charts["roc"]
+    assert roc["kind"] == "roc" and len(roc["curves"]) == 4
+    for curve in roc["curves"]:
+        assert curve["fpr"][0] == 0.0 and curve["fpr"][-1] == 1.0 and curve["tpr"][-1] == 1.0
+    assert "secret" in MembershipInference.pii_fields
+    assert json.dumps(res.to_summary(), default=str)  # JSON-able summary
+
+
+def test_rerun_resumes_without_new_records(finetuned_result, memorized_setup):
+    res, params, out = finetuned_result
+    with RunStore(out) as store:
+        before = len(list(store.iter_records()))
+    again = _run(memorized_setup.finetuned_spec, params, out)
+    with RunStore(out) as store:
+        assert len(list(store.iter_records())) == before
+    assert again.metrics["auc"] == res.metrics["auc"]
+
+
+def test_base_model_without_reference_has_no_reference_method(memorized_setup, tmp_path):
+    s = memorized_setup
+    params = MembershipParams(corpus=str(s.corpus_path), canaries=False, bootstrap=300)
+    res = _run(s.base_spec, params, tmp_path / "base")
+    assert "auc_reference" not in res.metrics
+    # the public base never saw the personal corpus: no membership signal
+    assert res.metrics["auc"].low < 0.5 < res.metrics["auc"].high or res.metrics["auc"].value < 0.6
+
+
+def test_gate_reads_membership_metrics_from_toml_dotted_keys(finetuned_result):
+    res, _, _ = finetuned_result
+    thresholds = tomllib.loads('membership.tpr_at_0.1pct_fpr = "<= 0.05"\nmembership.auc = "<= 0.6"\n'
+                               'membership.max_exposure_bits = "<= 4"\n')
+    outcome = evaluate({"results": [res.to_summary()]}, thresholds)
+    assert {c.metric for c in outcome.checks} == {"tpr_at_0.1pct_fpr", "auc", "max_exposure_bits"}
+    assert not outcome.passed and all(c.status == "fail" for c in outcome.checks)
+
+
+def test_membership_documents_exclude_canaries_and_respect_the_limit(memorized_setup):
+    docs = membership_documents(memorized_setup.corpus, max_documents=3)
+    assert [d.split for d in docs] == ["train"] * 3 + ["heldout"] * 3
+    assert all(d.kind != "canary" for d in membership_documents(memorized_setup.corpus))
+
+
+def test_params_reject_unknown_method():
+    with pytest.raises(InputError, match="unknown method 'lira'"):
+        MembershipInference.from_config({"corpus": "c.jsonl", "methods": ["lira"]}, "attacks.membership")
+
+
+def test_cli_runs_membership_and_writes_summary(memorized_setup, tmp_path):
+    s = memorized_setup
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "attack", "membership", "--target", s.finetuned_spec, "--corpus", str(s.corpus_path),
+        "--out", str(out), "--max-documents", "8", "--candidates", "31", "--bootstrap", "50",
+        "--methods", "loss,min_k"])
+    assert result.exit_code == 0, result.output
+    assert "auc_min_k" in result.output and "max_exposure_bits" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    (entry,) = [r for r in summary["results"] if r["attack"] == "membership"]
+    assert entry["metrics"]["auc"]["value"] > 0.5
+    # the raw secret is masked in every report
+    secret = s.corpus.canaries[0].secret
+    assert secret not in (out / "report.html").read_text()
+
+
+def test_cli_missing_corpus_is_an_input_error(memorized_setup, tmp_path):
+    result = CliRunner().invoke(main, [
+        "attack", "membership", "--target", memorized_setup.base_spec, "--corpus", str(tmp_path / "nope.jsonl"),
+        "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "nope.jsonl" in result.output
+
+
+@pytest.mark.slow
+def test_dp_sgd_at_epsilon_8_brings_auc_near_chance(memorized_setup, tmp_path):
+    from privaudit.defenses.dp_sgd import DPConfig, train_dp_sgd
+
+    s = memorized_setup
+    r = s.recipe
+    cfg = DPConfig(target_epsilon=8.0, epochs=r.finetune_epochs, learning_rate=r.learning_rate,
+                   batch_size=r.batch_size, max_length=r.max_length, seed=r.seed)
+    # One copy of each document: DP-SGD's privacy unit is a sequence, so a document repeated r times is
+    # only protected at group size r (epsilon about r x 8); measured on the repeated corpus the reference
+    # ratio still reaches AUC ~0.8. Deduplicated, the membership unit is the privacy unit.
+    distinct = [d.text for d in s.corpus.split_documents("train")]
+    dp = train_dp_sgd(s.base_dir, distinct, s.corpus.heldout_texts(), cfg, tmp_path / "dp")
+    assert dp.privacy is not None and dp.privacy.epsilon <= 8.0 + 1e-6
+    params = MembershipParams(corpus=str(s.corpus_path), reference=s.base_spec, canaries=False, bootstrap=300)
+    res = _run(dp.target_spec, params, tmp_path / "run")
+    aucs = {name: res.metrics[name] for name in ("auc_loss", "auc_zlib", "auc_min_k", "auc_reference")}
+    for name in ("auc_loss", "auc_zlib", "auc_min_k"):
+        est = aucs[name]
+        assert est.low < 0.5 < est.high or abs(est.value - 0.5) < 0.1, aucs
+    # The reference ratio keeps some signal (measured ~0.66, interval ~[0.54, 0.81]): epsilon = 8 bounds
+    # TPR <= e^8 FPR + delta, which allows it. It must still be far below the undefended model's ~1.0.
+    assert aucs["auc_reference"].value < 0.85, aucs

@@ -1,0 +1,110 @@
+"""summary.json: golden structure of schema 1.0 (parsed, not string-compared), strict JSON, validation."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from privaudit.errors import InputError
+from privaudit.reports.json import SCHEMA_VERSION, read_summary, render_json, validate_summary
+from report_fixtures import ATTACK_NAME, make_subjects, registered_fixture_attack, write_run
+
+SCHEMA_DOC = Path(__file__).resolve().parents[1] / "reports" / "SCHEMA.md"
+TOP_LEVEL = {"schema_version", "generator", "pii_shown", "masking", "notes", "manifest", "results", "gate"}
+RESULT_KEYS = {"attack", "target", "metrics", "tables", "charts", "assumptions", "provenance", "num_records"}
+ESTIMATE_KEYS = {"value", "low", "high", "n", "method"}
+CHECK_KEYS = {"name", "key", "attack", "metric", "target", "op", "threshold", "bound", "compared", "value",
+              "low", "high", "n", "status", "message"}
+
+
+@pytest.fixture
+def fixture_attack():
+    yield from registered_fixture_attack()
+
+
+@pytest.fixture
+def summary(fixture_attack, tmp_path):
+    run = tmp_path / "run"
+    write_run(run, make_subjects(4), thresholds={f"{ATTACK_NAME}.exact_match_rate": "<= 0.99",
+                                                 f"{ATTACK_NAME}.top1_rate@tiny-a": {"max": 0.0001}})
+    return json.loads((run / "summary.json").read_text(encoding="utf-8"))
+
+
+def test_top_level_fields_and_version(summary):
+    assert set(summary) == TOP_LEVEL
+    assert summary["schema_version"] == SCHEMA_VERSION and re.fullmatch(r"\d+\.\d+", SCHEMA_VERSION)
+    assert summary["generator"]["name"] == "privaudit" and isinstance(summary["generator"]["version"], str)
+    assert summary["pii_shown"] is False and summary["masking"]["masked"] is True
+    assert isinstance(summary["notes"], list)
+
+
+def test_each_result_has_the_documented_fields_and_estimates(summary):
+    assert [(r["attack"], r["target"]) for r in summary["results"]] == [(ATTACK_NAME, "tiny-a"), (ATTACK_NAME, "tiny-b")]
+    for res in summary["results"]:
+        assert set(res) == RESULT_KEYS
+        assert res["num_records"] == 12
+        for name, est in res["metrics"].items():
+            assert set(est) == ESTIMATE_KEYS, name
+            if est["n"]:
+                assert 0 <= est["low"] <= est["value"] <= est["high"] <= 1
+        assert res["metrics"]["never_measured_rate"]["value"] is None  # NaN is written as null
+        assert all(isinstance(rows, list) and all(isinstance(r, dict) for r in rows) for rows in res["tables"].values())
+        assert all(isinstance(c, dict) and isinstance(c["kind"], str) for c in res["charts"].values())
+
+
+def test_gate_section_has_one_check_per_condition_and_target(summary):
+    gate = summary["gate"]
+    assert {"thresholds", "status", "passed", "exit_code", "error", "checks"} <= set(gate)
+    assert [(c["name"], c["status"]) for c in gate["checks"]] == [
+        (f"{ATTACK_NAME}.exact_match_rate@tiny-a", "pass"), (f"{ATTACK_NAME}.exact_match_rate@tiny-b", "pass"),
+        (f"{ATTACK_NAME}.top1_rate@tiny-a", "fail")]
+    assert all(set(c) == CHECK_KEYS for c in gate["checks"])
+    assert gate["status"] == "fail" and gate["passed"] is False and gate["exit_code"] == 1
+    assert gate["thresholds"][f"{ATTACK_NAME}.top1_rate@tiny-a"] == {"max": 0.0001}
+
+
+def test_gate_configuration_error_is_recorded_not_raised(fixture_attack, tmp_path):
+    write_run(tmp_path / "run", make_subjects(2), thresholds={f"{ATTACK_NAME}.nope": "<= 0.1"})
+    gate = json.loads((tmp_path / "run" / "summary.json").read_text())["gate"]
+    assert gate["status"] == "error" and gate["exit_code"] == 2 and "nope" in gate["error"] and gate["checks"] == []
+
+
+def test_render_json_is_strict_json():
+    text = render_json({"schema_version": SCHEMA_VERSION, "x": None})
+    assert json.loads(text) == {"schema_version": SCHEMA_VERSION, "x": None}
+    with pytest.raises(ValueError):
+        render_json({"x": math.nan})  # non-finite numbers must be nulled before rendering
+
+
+@pytest.mark.parametrize("data, field", [
+    ([], "expected a JSON object"),
+    ({"schema_version": "2.0", "results": []}, "schema_version"),
+    ({"schema_version": "1.0"}, "'results'"),
+    ({"schema_version": "1.0", "results": [{"attack": "a", "target": "t"}]}, r"results\[0\]\.metrics"),
+    ({"schema_version": "1.0", "results": [{"attack": "a", "target": "t", "metrics": {"m": 3}}]}, r"metrics\.m"),
+])
+def test_validation_names_the_field(data, field):
+    with pytest.raises(InputError, match=field):
+        validate_summary(data, "s.json")
+
+
+def test_read_summary_names_file_and_line_of_bad_json(tmp_path):
+    bad = tmp_path / "summary.json"
+    bad.write_text('{\n"schema_version": "1.0",\n oops}', encoding="utf-8")
+    with pytest.raises(InputError, match=r"summary\.json:3: invalid JSON"):
+        read_summary(bad)
+
+
+def test_minor_versions_are_accepted():
+    validate_summary({"schema_version": SCHEMA_VERSION.split(".")[0] + ".9", "results": []})
+
+
+def test_schema_doc_names_the_version_and_every_field():
+    doc = SCHEMA_DOC.read_text(encoding="utf-8")
+    assert f'schema_version `"{SCHEMA_VERSION}"`' in doc or f"schema {SCHEMA_VERSION}" in doc
+    for field in TOP_LEVEL | RESULT_KEYS | {"exit_code", "thresholds", "checks"}:
+        assert f"`{field}`" in doc, field
