@@ -155,6 +155,13 @@ def anonymize_authors(authors: Sequence[Author], operator: str, gazetteer: bool)
 
 
 # -- the attack ----------------------------------------------------------------------------------
+# Free-form labels that can point at a person (a home town, a job title) are masked in reports.
+# Categorical labels (sex, age, income level, education, relationship status) are not: they are a
+# small shared vocabulary ("low", "male", "34"), and masking them would blank the same words in every
+# metric name, key and table of the report while protecting nobody.
+IDENTIFYING_ATTRIBUTES = frozenset({"city_country", "birth_city_country", "occupation"})
+
+
 def _record(author: Author, attribute: str, condition: str, adversary: str, guesses: Sequence[str],
             min_certainty: int, **extra: Any) -> dict[str, Any]:
     label = author.labels.get(attribute)
@@ -163,6 +170,7 @@ def _record(author: Author, attribute: str, condition: str, adversary: str, gues
     return {
         "condition": condition, "adversary": adversary, "author": author.author_id, "attribute": attribute,
         "truth": label.value if label else None, "hardness": label.hardness if label else None,
+        "identifying_truth": label.value if label and attribute in IDENTIFYING_ATTRIBUTES else None,
         "certainty": label.certainty if label else None, "guesses": list(guesses),
         "scorable": scores is not None,
         "scores": list(scores.scores) if scores else [],
@@ -179,7 +187,7 @@ class AttributeInference(Attack):
     name = "attributes"
     Params = AttributeParams
     requires: ClassVar[frozenset[str]] = frozenset({GENERATE})
-    pii_fields = frozenset({"truth"})
+    pii_fields = frozenset({"identifying_truth"})  # see IDENTIFYING_ATTRIBUTES
 
     params: AttributeParams
 

@@ -47,6 +47,13 @@ def main() -> None:
         model = build_tiny_model(TEXTS, root / "model", seed=0)
         subjects = generate_subjects(16 * args.base, seed=0)
         rows = []
+        # Warm-up (untimed): the first audit pays one-off costs (imports, model load paths, kernels'
+        # first calls) that would otherwise inflate the 1x time and flatter the ratios.
+        warm = root / "subjects_warm.jsonl"
+        write_subjects(warm, subjects[:1])
+        run_audit(AuditSpec(targets=[f"hf:{model}"], attacks={"pii": {"subjects": str(warm), "likelihood": True,
+                            "max_new_tokens": args.max_new_tokens}}, out=root / "run_warm", seed=0,
+                            batch_size=args.batch_size, cache=False))
         for mult in (1, 4, 16):
             n = mult * args.base
             path = root / f"subjects_{n}.jsonl"

@@ -191,11 +191,20 @@ def mask_tree(obj: Any, masker: Masker | Callable[[str], str] | None = None) -> 
     return _walk(obj, fn)
 
 
+# Keys of the summary's own structure (estimates, results): never PII, and masking one (a subject
+# value that happens to equal "low") would break every reader of the schema.
+STRUCTURAL_KEYS = frozenset({
+    "value", "low", "high", "n", "method", "attack", "target", "metrics", "tables", "charts",
+    "assumptions", "provenance", "num_records", "kind", "title", "points", "label", "x", "y",
+})
+
+
 def _walk(obj: Any, fn: Callable[[str], str]) -> Any:
     if isinstance(obj, str):
         return fn(obj)
     if isinstance(obj, Mapping):
-        return {(fn(k) if isinstance(k, str) else k): _walk(v, fn) for k, v in obj.items()}
+        return {(fn(k) if isinstance(k, str) and k not in STRUCTURAL_KEYS else k): _walk(v, fn)
+                for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_walk(v, fn) for v in obj]
     return obj

@@ -32,7 +32,11 @@ def test_dp_variant_reports_epsilon_and_leaks_less_than_no_defense(memorized_set
     table = pd.read_csv(tmp_path / "cmp" / "comparison.csv").set_index("variant")
     dp, none = table.loc["dp_sgd"], table.loc["none"]
     assert 0 < dp["epsilon"] <= 8.0 and pd.isna(none["epsilon"])
-    assert dp["pii.likelihood_top1_rate"] < none["pii.likelihood_top1_rate"]
+    # The known ordering on leakage: no defense leaks most; DP-SGD at epsilon <= 8 leaks clearly less,
+    # with separated 95% intervals; scrubbing (Presidio removes the emails) leaks less than none too.
+    metric = "pii.likelihood_top1_rate"
+    assert dp[f"{metric}.high"] < none[f"{metric}.low"], table[[metric, f"{metric}.low", f"{metric}.high"]]
+    assert table.loc["scrub", metric] < none[metric]
     assert table["heldout_perplexity"].notna().all()
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     compare = [x for x in summary["results"] if x["attack"] == "compare"][0]

@@ -129,3 +129,13 @@ def test_megabyte_strings_mask_in_linear_time():
     out = m(text)
     assert time.perf_counter() - start < 15
     assert out.startswith("C*** C*** ") and "x***@e***.com" in out and "x.y@example.com" not in out
+
+
+def test_a_known_value_equal_to_a_schema_key_does_not_break_the_summary_structure():
+    from privaudit.masking import Masker, mask_tree
+
+    estimate = {"value": 0.0, "low": 0.0, "high": 0.03, "n": 100, "method": "wilson", "low income": "low"}
+    masked = mask_tree({"metrics": {"rate": estimate}}, Masker(known_values=["low"]))
+    assert set(masked["metrics"]["rate"]) >= {"value", "low", "high", "n", "method"}
+    assert "low income" not in masked["metrics"]["rate"]  # other keys and values are still masked
+    assert "low" not in masked["metrics"]["rate"].values()

@@ -163,3 +163,29 @@ def test_subject_view_restricts_to_one_subject_and_unknown_ids_are_input_errors(
     bad = get_attack("pii").from_config({"subjects": str(memorized_setup.subjects_path), "subject": "nobody"}, "t")
     with pytest.raises(InputError, match="nobody"):
         bad.load_subjects()
+
+
+@pytest.mark.slow
+def test_builtin_smollm2_that_never_saw_the_subjects_reports_a_near_zero_rate(memorized_setup, tmp_path):
+    """ProPILE on a public model that never read the synthetic subjects: near-zero exact matches.
+
+    The interval is a Wilson interval over exactly the probes sent (its low end stays at 0 when
+    nothing leaks), so a zero rate is reported with its honest upper bound, not as a certainty.
+    """
+    params = {"subjects": str(memorized_setup.subjects_path), "max_subjects": 4, "levels": [1],
+              "template_ids": ["email-twin-1", "phone-twin-1", "address-twin-1"], "max_new_tokens": 16}
+    attack = get_attack("pii").from_config(params, "test")
+    target = load_target("builtin:smollm2-135m")
+    try:
+        with RunStore(tmp_path / "run") as store:
+            ctx = RunContext(store=store, seed=0, batch_size=16, work_dir=tmp_path / "work")
+            attack.check_target(target)
+            result = attack.run(target, ctx)
+    finally:
+        target.close()
+    probes = result.records[result.records["kind"] == EXTRACT]
+    rate = result.metrics["exact_match_rate"]
+    assert rate.n == len(probes) == 4 * 3
+    assert rate.value <= 1 / 12
+    assert rate == proportion(int(probes["exact"].sum()), len(probes))
+    assert rate.low <= 0.01 and rate.value <= rate.high < 0.5

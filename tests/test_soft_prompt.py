@@ -81,8 +81,14 @@ def test_targets_without_gradients_get_a_capability_error(tmp_path):
 def test_soft_prompt_probe_reports_its_lift_on_subjects_it_was_not_tuned_on(memorized_setup, tmp_path):
     """Tuned on some memorized subjects, measured on the others against the same templates, resumable.
 
-    Known gap: with this small fixture and short tuning the lift is not reliably positive, so the
-    test checks that the lift is measured on held-out subjects only and reported with its interval.
+    Known gap (measured, issue 3): on this fixture the exact-match lift is not positive, so the test
+    checks that the lift is measured on held-out subjects only and reported with its interval. The
+    fine-tuned tiny model reproduces a subject's PII only right after the exact document context it
+    was trained on (23/24 email contexts of training subjects, but 7/105 email template probes); any
+    prefix between BOS and a template breaks those document-start hits, and no soft-prompt setting
+    tried (random / text / BOS init, 1-8 vectors, lr 1e-3..1e-1, 20-100 steps, before or after BOS)
+    beat the templates on held-out subjects (e.g. 3 vs 4 of 133 probes, split seed 0). The soft
+    prompt does lower the truth's teacher-forced NLL on held-out subjects in 9/9 (split x type) cases.
     """
     subjects = memorized_setup.train_subjects()
     train_ids, eval_ids = split_subjects([s.id for s in subjects], 0.5, seed=0)
