@@ -7,7 +7,6 @@ and chart data. Reports and the gate read the summary, never the attack's intern
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 from privaudit.config import dataclass_from_mapping
 from privaudit.engine.store import RunStore, record_key
 from privaudit.errors import InputError
+from privaudit.plugins import import_plugin
 from privaudit.metrics import Estimate
 from privaudit.progress import ProgressReporter
 from privaudit.targets.base import Target, require
@@ -134,11 +134,7 @@ def register_attack(cls: type[Attack]) -> type[Attack]:
 
 def get_attack(name: str) -> type[Attack]:
     if name not in _REGISTRY and name in _KNOWN_MODULES:
-        try:
-            importlib.import_module(_KNOWN_MODULES[name])
-        except ModuleNotFoundError as exc:
-            if exc.name != _KNOWN_MODULES[name]:
-                raise
+        import_plugin(_KNOWN_MODULES[name])
     if name not in _REGISTRY:
         raise InputError(f"unknown attack '{name}' (known: {', '.join(available_attacks())})")
     return _REGISTRY[name]
@@ -146,11 +142,7 @@ def get_attack(name: str) -> type[Attack]:
 
 def available_attacks() -> list[str]:
     for module in _KNOWN_MODULES.values():
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        import_plugin(module)
     return sorted(_REGISTRY)
 
 

@@ -11,13 +11,13 @@ Defenses register by decorator (as attacks and targets do) so `compare.toml` nam
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from privaudit.errors import InputError
+from privaudit.plugins import import_plugin
 
 RECORD_FILE = "defended.json"
 
@@ -161,11 +161,7 @@ def register_defense(cls: type) -> type:
 def get_defense(name: str) -> Defense:
     """An instance of the defense registered as `name` (importing its module on first use)."""
     if name not in _DEFENSES and name in _KNOWN_MODULES:
-        try:
-            importlib.import_module(_KNOWN_MODULES[name])
-        except ModuleNotFoundError as exc:
-            if exc.name != _KNOWN_MODULES[name]:
-                raise
+        import_plugin(_KNOWN_MODULES[name])
     if name not in _DEFENSES:
         raise InputError(f"unknown defense '{name}' (known: {', '.join(available_defenses())})")
     return _DEFENSES[name]()
@@ -173,11 +169,7 @@ def get_defense(name: str) -> Defense:
 
 def available_defenses() -> list[str]:
     for module in _KNOWN_MODULES.values():
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        import_plugin(module)
     return sorted(_DEFENSES)
 
 

@@ -45,7 +45,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
+    """Free what Python and the CUDA caching allocator hold (after OOM, or when a model is dropped)."""
     gc.collect()
     try:
         import torch
@@ -96,7 +97,7 @@ class AdaptiveBatcher(Generic[T, R]):
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
-                _release_memory()
+                release_memory()
                 if self.batch_size <= self.min_batch_size or size == 1:
                     raise TargetError(
                         f"out of memory even at batch size {self.batch_size} (longest item {lengths[chunk[0]]} "

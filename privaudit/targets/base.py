@@ -161,15 +161,11 @@ def _parse_options(spec: str, items: Sequence[str]) -> dict[str, str]:
 
 def _import_backends() -> None:
     """Import the built-in backends so that they register their schemes (lazy: torch is heavy)."""
-    import importlib
+    from privaudit.plugins import import_plugin
 
     for module in ("privaudit.targets.hf", "privaudit.targets.builtin", "privaudit.targets.openai_compat",
                    "privaudit.defenses.output_filter"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # a backend whose optional module is absent stays unregistered
-            if exc.name != module:
-                raise
+        import_plugin(module)
 
 
 def load_target(spec: str, **overrides: str) -> Target:

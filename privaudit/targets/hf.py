@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from privaudit.engine.batching import AdaptiveBatcher
+from privaudit.engine.batching import AdaptiveBatcher, release_memory
 from privaudit.errors import CapabilityError, InputError, TargetError
 from privaudit.targets.base import (
     CHAT,
@@ -409,17 +409,8 @@ class HFTarget:
         return self._fingerprint
 
     def close(self) -> None:
-        import gc
-
         self.model = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        release_memory()
 
     def __repr__(self) -> str:
         return f"HFTarget({self.name!r}, device={self.device!r}, dtype={self.dtype}, batch_size={self.batch_size})"
