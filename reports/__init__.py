@@ -7,10 +7,11 @@ summary.md. Formats register themselves by name with `report_format`.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from privaudit.engine.store import write_text_atomic
 
 Renderer = Callable[[Mapping[str, Any]], str]
 
@@ -56,15 +57,6 @@ def _register_builtin() -> None:
     report_format("markdown", "summary.md")(render_markdown)
 
 
-def write_text_private(path: Path, text: str) -> None:
-    """Write a report atomically with user-only permissions (reports may hold findings)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def write_summary_formats(out: Path, summary: Mapping[str, Any], formats: Iterable[str] | None = None) -> dict[str, Path]:
     """Render `summary` in each format (all by default) into folder `out`; returns name -> path."""
     _register_builtin()
@@ -80,7 +72,7 @@ def write_summary_formats(out: Path, summary: Mapping[str, Any], formats: Iterab
     for name in names:
         fmt = _FORMATS[name]
         path = out / fmt.filename
-        write_text_private(path, fmt.render(summary))
+        write_text_atomic(path, fmt.render(summary))
         written["summary" if name == "json" else name] = path
     return written
 

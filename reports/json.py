@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from privaudit.engine.store import write_json_atomic
 from privaudit.errors import InputError
 from privaudit.reports.text import fix_surrogates, to_jsonable, truncate
 
@@ -84,20 +83,6 @@ def _cut_strings(obj: Any) -> Any:
     return obj
 
 
-def write_summary(
-    out: Path,
-    results: Sequence[Any],
-    manifest: Mapping[str, Any],
-    *,
-    show_pii: bool = False,
-    thresholds: Mapping[str, Any] | None = None,
-) -> Path:
-    """Build and write summary.json into the run folder (atomic, user-only)."""
-    path = Path(out) / SUMMARY_FILE
-    write_json_atomic(path, build_summary(results, manifest, show_pii=show_pii, thresholds=thresholds))
-    return path
-
-
 def render_json(summary: Mapping[str, Any]) -> str:
     """The summary as strict JSON text (no NaN: non-finite numbers are null)."""
     return json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
@@ -150,5 +135,5 @@ def estimate_or_nan(d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["SCHEMA_VERSION", "SUMMARY_FILE", "build_summary", "write_summary", "render_json", "read_summary",
+__all__ = ["SCHEMA_VERSION", "SUMMARY_FILE", "build_summary", "render_json", "read_summary",
            "validate_summary", "fix_surrogates"]

@@ -8,11 +8,11 @@ forbids (control characters from model output) spelled out first.
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Mapping
 
+from privaudit.engine.store import write_text_atomic
 from privaudit.reports.text import display_text
 
 SUITE_NAME = "privaudit.gate"
@@ -69,7 +69,5 @@ def write_junit(path: Path, summary: Mapping[str, Any]) -> Path:
     """Write junit.xml (user-only, like every run output)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(render_junit(summary))
+    write_text_atomic(path, render_junit(summary))
     return path

@@ -215,17 +215,24 @@ def dumps_json(payload: Any) -> str:
     return _LONE_SURROGATE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON so readers never see a half-written file, with user-only permissions."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` so readers never see a half-written file, with user-only permissions.
+
+    Every run output (manifest, summary, reports) goes through here: they may hold findings.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-        fh.write("\n")
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON atomically and user-only (see `write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n")
 
 
 def environment_info() -> dict[str, Any]:
