@@ -17,8 +17,6 @@ from privaudit.personalized import PersonalizationRecipe, PersonalizedSetup, bui
 # fine-tuned model still reproduces most training subjects' emails from their documents' contexts.
 RECIPE = PersonalizationRecipe(seed=0)
 
-MemorizedSetup = PersonalizedSetup
-
 
 @pytest.fixture(scope="session")
 def memorized_setup(tmp_path_factory: pytest.TempPathFactory) -> PersonalizedSetup:
