@@ -91,3 +91,21 @@ def test_federated_run_personalizes_clients_and_cleans_up(tiny_model_dir: Path, 
 
     target = load_target(clients[0]["target_spec"])
     assert len(target.score(["Hello"], [" world"])) == 1
+
+
+def test_a_group_whose_only_member_is_a_zombie_is_not_alive():
+    """A killed but not yet reaped process (init's job for orphans) is dead; a sleeping one is not."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert group_alive(proc.pid)
+        proc.kill()
+        deadline = time.monotonic() + 5
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not group_alive(proc.pid)  # still a zombie here: we have not waited for it yet
+    finally:
+        proc.kill()
+        proc.wait()

@@ -137,12 +137,17 @@ class FlowerDeployment:
             except subprocess.TimeoutExpired:
                 pass
         for p in self.procs:
-            _signal_group(p.popen.pid, signal.SIGKILL)  # also reaps children left in the group
+            _signal_group(p.popen.pid, signal.SIGKILL)  # also kills children left in the group
             try:
                 p.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
             p.log.close()
+        # Killed grandchildren (ClientApp processes) may take a moment to die: return only once no
+        # process of any group is running (bounded).
+        deadline = time.monotonic() + 10.0
+        while any(group_alive(p.popen.pid) for p in self.procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -221,7 +226,23 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any process of the process group `pgid` still exists (zombies reaped by then)."""
+    """Whether any process of the process group `pgid` is still running.
+
+    Zombies do not count: a killed grandchild (a ClientApp process) is reparented to init, and
+    reaping it is init's job, which some container inits never do; it holds no resources but a PID
+    slot, yet `killpg(pgid, 0)` still succeeds on it. On Linux the group's members and their states
+    are read from /proc; elsewhere `killpg` is the (zombie-counting) fallback.
+    """
+    proc = Path("/proc")
+    if proc.is_dir():
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)": state ppid pgrp ...
+            except (OSError, IndexError):
+                continue  # the process exited while we looked
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+        return False
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
