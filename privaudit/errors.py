@@ -44,10 +44,18 @@ class RunLockedError(PrivauditError):
 
 
 def where(path: object, line: int | None = None, field: str | None = None) -> str:
-    """Format 'file:line: field' for error messages, leaving out the parts that are unknown."""
-    out = str(path)
+    """Format 'file:line: field' for error messages, leaving out the parts that are unknown.
+
+    File and field names come from user data: control characters in them are shown escaped
+    (`\\n`), so an error stays one line and cannot drive the terminal.
+    """
+    out = _printable(str(path))
     if line is not None:
         out += f":{line}"
     if field:
-        out += f": field '{field}'"
+        out += f": field '{_printable(field)}'"
     return out
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -151,3 +151,12 @@ def test_fuzzed_bytes_never_raise_anything_but_input_error(tmp_path: Path, data:
 def test_subject_from_mapping_without_file_uses_placeholder_location() -> None:
     with pytest.raises(InputError, match=r"<subjects>: field 'name'"):
         subject_from_mapping({"id": "a"})
+
+
+def test_a_control_character_in_a_field_name_is_escaped_and_the_error_stays_one_line(tmp_path):
+    path = tmp_path / "subjects.jsonl"
+    path.write_text('{"\\n": null, "id": "s1", "name": "Ann Lee"}\n', encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_subjects(path)
+    message = str(err.value)
+    assert "\n" not in message and "field '\\n'" in message and f"{path}:1" in message
