@@ -7,9 +7,15 @@ picks the noise multiplier for the planned epochs) or a noise multiplier is give
 *reported* is the epsilon the accountant says was actually spent for the steps really taken
 (`PrivacyEngine.get_epsilon(delta)`), next to delta, noise multiplier, clip norm and sample rate.
 
-Privacy unit: one training document (sequence). A data subject who appears in k documents is
-protected at group level k, i.e. roughly (k * epsilon, k * e^(k*epsilon) * delta): read the
-epsilon next to the corpus' repetition count, not alone.
+Privacy unit (`privacy_unit`): what one clipped example is, so what epsilon is about.
+- "document" (default): every training sequence, i.e. every copy of a document. A document repeated
+  r times, or a data subject who appears in k documents, is protected only at group level k, roughly
+  (k * epsilon, k * e^(k*epsilon) * delta): read that epsilon next to the corpus' repetition count.
+- "subject": user-level DP (McMahan et al., "Learning Differentially Private Recurrent Language
+  Models", ICLR 2018): one example per data subject, their distinct training documents joined, so
+  epsilon bounds what the model reveals about a person, the question a personalized model raises.
+  Documents without a subject (filler, canaries) stay one example per distinct document. A subject
+  whose documents do not fit `max_length` tokens is an input error, never silently truncated.
 
 Delta default: 1e-5, or 10^floor(log10(1/N)) when that is smaller (N = training documents), so
 delta stays below 1/N as the DP definition requires to be meaningful.
@@ -51,6 +57,9 @@ from privaudit.errors import InputError
 from privaudit.progress import ProgressReporter
 
 GradSampleMode = Literal["hooks", "functorch", "ghost"]
+PrivacyUnit = Literal["document", "subject"]
+PRIVACY_UNITS: tuple[str, ...] = ("document", "subject")
+UNIT_SEPARATOR = "\n\n"  # between one subject's documents in a "subject" example
 IGNORE_INDEX = -100
 
 
@@ -69,6 +78,7 @@ class DPConfig:
     poisson_sampling: bool = True
     grad_sample_mode: GradSampleMode = "hooks"
     accountant: Literal["prv", "rdp", "gdp"] = "prv"
+    privacy_unit: PrivacyUnit = "document"
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
@@ -92,6 +102,9 @@ class DPConfig:
                 raise InputError(f"dp_sgd: {name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise InputError(f"dp_sgd: learning_rate must be > 0, got {self.learning_rate}")
+        if self.privacy_unit not in PRIVACY_UNITS:
+            raise InputError(f"dp_sgd: privacy_unit must be one of {', '.join(PRIVACY_UNITS)}, "
+                             f"got {self.privacy_unit!r}")
 
 
 def default_delta(num_examples: int) -> float:
@@ -99,6 +112,34 @@ def default_delta(num_examples: int) -> float:
     if num_examples < 1:
         raise InputError("dp_sgd: no training documents")
     return min(1e-5, 10.0 ** math.floor(math.log10(1.0 / num_examples)))
+
+
+def privacy_units(corpus: Any, unit: str) -> dict[str, str]:
+    """The training examples DP-SGD clips one at a time, by id, for privacy unit `unit`.
+
+    "document": every training copy (`corpus.train_texts()`, repeats included), ids `copy-N`.
+    "subject": one example per subject (id = subject id) with each of their distinct training
+    documents once, in corpus order; under per-subject clipping more copies would only reweight the
+    subject's own examples. Documents without a subject: one example each (id = document id).
+    """
+    if unit == "document":
+        return {f"copy-{i}": text for i, text in enumerate(corpus.train_texts())}
+    if unit != "subject":
+        raise InputError(f"dp_sgd: privacy_unit must be one of {', '.join(PRIVACY_UNITS)}, got {unit!r}")
+    grouped: dict[str, list[str]] = {}
+    for doc in corpus.split_documents("train"):
+        grouped.setdefault(doc.subject_id or doc.id, []).append(doc.text)
+    return {uid: UNIT_SEPARATOR.join(texts) for uid, texts in grouped.items()}
+
+
+def check_units_fit(tokenizer: Any, units: Mapping[str, str], max_length: int) -> None:
+    """A subject-level example that `max_length` would cut is an input error naming the subject."""
+    for uid, text in units.items():
+        needed = len(tokenizer(text, add_special_tokens=True)["input_ids"]) + 1  # + EOS
+        if needed > max_length:
+            raise InputError(f"dp_sgd: privacy unit '{uid}' needs {needed} tokens, over max_length {max_length}: "
+                             "raise max_length (privacy_unit = \"subject\" trains each subject's documents "
+                             "as one sequence)")
 
 
 def check_dp_layers(model: Any, fix_layers: bool = False) -> tuple[Any, tuple[str, ...]]:
@@ -152,7 +193,7 @@ def untie_embeddings(model: Any) -> bool:
 
 def train_dp_sgd(
     base: Path,
-    train_texts: Sequence[str],
+    train_texts: Sequence[str] | Mapping[str, str],
     heldout_texts: Sequence[str],
     cfg: DPConfig,
     out_dir: Path,
@@ -162,7 +203,9 @@ def train_dp_sgd(
 ) -> DefendedModel:
     """Fine-tune `base` with DP-SGD (Opacus); save it; report the epsilon actually spent.
 
-    Raises InputError (one line) for an unsupported layer or invalid settings.
+    `train_texts` are the privacy units, one example each (see `privacy_units`); a mapping gives
+    them ids for error messages. Raises InputError (one line) for an unsupported layer, a subject
+    that does not fit `max_length`, or invalid settings.
     """
     import torch
     from opacus import PrivacyEngine
@@ -172,7 +215,15 @@ def train_dp_sgd(
     seed_everything(cfg.seed)
     model, tokenizer = load_causal_lm(base)
     base_ppl = perplexity(model, tokenizer, heldout_texts, cfg.batch_size, cfg.max_length)
-    notes: list[str] = [f"privacy unit: one document; a subject in k documents is covered at group size k"]
+    units = dict(train_texts) if isinstance(train_texts, Mapping) else {
+        f"example-{i}": t for i, t in enumerate(train_texts)}
+    if cfg.privacy_unit == "subject":
+        check_units_fit(tokenizer, units, cfg.max_length)
+        notes: list[str] = ["privacy unit: one data subject (all their training documents in one example); "
+                            "documents without a subject: one example each"]
+    else:
+        notes = ["privacy unit: one training sequence; a document repeated r times or a subject in k "
+                 "documents is covered only at group size r or k"]
     if untie_embeddings(model):
         notes.append("tied input/output embeddings were untied before DP training")
     if cfg.lora:
@@ -180,7 +231,7 @@ def train_dp_sgd(
     model, fixed = check_dp_layers(model, cfg.fix_layers)
     notes.extend(fixed)
 
-    data = encode_texts(tokenizer, train_texts, cfg.max_length)
+    data = encode_texts(tokenizer, list(units.values()), cfg.max_length)
     n = len(data)
     delta = cfg.delta if cfg.delta is not None else default_delta(n)
     batch_size = min(cfg.batch_size, n)
@@ -245,6 +296,7 @@ def train_dp_sgd(
             epsilon=epsilon, delta=delta, noise_multiplier=noise, max_grad_norm=cfg.max_grad_norm,
             sample_rate=sample_rate, steps=steps, accountant=cfg.accountant, target_epsilon=cfg.target_epsilon,
             grad_sample_mode=cfg.grad_sample_mode, poisson_sampling=cfg.poisson_sampling,
+            privacy_unit=cfg.privacy_unit,
         ),
         notes=tuple(notes),
     )
@@ -294,5 +346,5 @@ class DPSGDDefense:
         from privaudit.config import dataclass_from_mapping
 
         config = dataclass_from_mapping(DPConfig, cfg, "defenses.dp_sgd")
-        return train_dp_sgd(base, corpus.train_texts(), corpus.heldout_texts(), config, out_dir, progress,
-                            name=self.name)
+        return train_dp_sgd(base, privacy_units(corpus, config.privacy_unit), corpus.heldout_texts(), config,
+                            out_dir, progress, name=self.name)

@@ -52,6 +52,7 @@ class PrivacyReport:
     target_epsilon: float | None = None
     grad_sample_mode: str = "hooks"
     poisson_sampling: bool = True
+    privacy_unit: str = "document"  # what one clipped example is: "document" or "subject" (user-level DP)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,9 @@ def test_soft_prompt_probe_reports_its_lift_on_subjects_it_was_not_tuned_on(memo
     tried (random / text / BOS init, 1-8 vectors, lr 1e-3..1e-1, 20-100 steps, before or after BOS)
     beat the templates on held-out subjects (e.g. 3 vs 4 of 133 probes, split seed 0). The soft
     prompt does lower the truth's teacher-forced NLL on held-out subjects in 9/9 (split x type) cases.
+    Session 3: packing the fine-tuning data (run_clm blocks, 16 epochs) and a fine-tuned SmolLM2-135M
+    (templates recover 33/105 training-subject emails) did not change it: the soft prompt fits the
+    tuning subjects' own values (train loss 0.01) and loses on held-out ones (1 vs 9, 9 vs 16 of 49).
     """
     subjects = memorized_setup.train_subjects()
     train_ids, eval_ids = split_subjects([s.id for s in subjects], 0.5, seed=0)

@@ -59,7 +59,8 @@ def command(ctx: click.Context, name: str, base: str, corpus: Path, subjects: Pa
     if record.privacy is not None:
         p = record.privacy
         click.echo(f"epsilon spent: {p.epsilon:.4f} at delta {p.delta:g} (noise {p.noise_multiplier:.4f}, "
-                   f"clip {p.max_grad_norm:g}, sample rate {p.sample_rate:.4f}, {p.steps} steps, {p.accountant})")
+                   f"clip {p.max_grad_norm:g}, sample rate {p.sample_rate:.4f}, {p.steps} steps, {p.accountant}; "
+                   f"privacy unit: {p.privacy_unit})")
     if record.scrub is not None:
         s = record.scrub
         click.echo(f"scrubbed spans: {json.dumps(dict(s.removed), sort_keys=True)}; known values surviving: "
