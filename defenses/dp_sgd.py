@@ -102,9 +102,7 @@ class DPConfig:
                 raise InputError(f"dp_sgd: {name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise InputError(f"dp_sgd: learning_rate must be > 0, got {self.learning_rate}")
-        if self.privacy_unit not in PRIVACY_UNITS:
-            raise InputError(f"dp_sgd: privacy_unit must be one of {', '.join(PRIVACY_UNITS)}, "
-                             f"got {self.privacy_unit!r}")
+        check_privacy_unit(self.privacy_unit)
 
 
 def default_delta(num_examples: int) -> float:
@@ -112,6 +110,12 @@ def default_delta(num_examples: int) -> float:
     if num_examples < 1:
         raise InputError("dp_sgd: no training documents")
     return min(1e-5, 10.0 ** math.floor(math.log10(1.0 / num_examples)))
+
+
+def check_privacy_unit(unit: str) -> None:
+    """One error for an unknown unit, whether it comes from a config or a direct call."""
+    if unit not in PRIVACY_UNITS:
+        raise InputError(f"dp_sgd: privacy_unit must be one of {', '.join(PRIVACY_UNITS)}, got {unit!r}")
 
 
 def privacy_units(corpus: Any, unit: str) -> dict[str, str]:
@@ -122,10 +126,9 @@ def privacy_units(corpus: Any, unit: str) -> dict[str, str]:
     documents once, in corpus order; under per-subject clipping more copies would only reweight the
     subject's own examples. Documents without a subject: one example each (id = document id).
     """
+    check_privacy_unit(unit)
     if unit == "document":
         return {f"copy-{i}": text for i, text in enumerate(corpus.train_texts())}
-    if unit != "subject":
-        raise InputError(f"dp_sgd: privacy_unit must be one of {', '.join(PRIVACY_UNITS)}, got {unit!r}")
     grouped: dict[str, list[str]] = {}
     for doc in corpus.split_documents("train"):
         grouped.setdefault(doc.subject_id or doc.id, []).append(doc.text)
