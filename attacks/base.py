@@ -18,7 +18,7 @@ from privaudit.config import dataclass_from_mapping
 from privaudit.engine.store import RunStore, record_key
 from privaudit.errors import InputError
 from privaudit.plugins import import_plugin
-from privaudit.metrics import Estimate
+from privaudit.metrics import Estimate, MetricSpecs, with_contract
 from privaudit.progress import ProgressReporter
 from privaudit.targets.base import Target, require
 
@@ -70,13 +70,33 @@ class AttackResult:
     charts: dict[str, Any] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # The metric contract; None = the registered attack's `metrics` declaration.
+    specs: MetricSpecs | None = None
+
+    def metric_specs(self) -> MetricSpecs:
+        return self.specs if self.specs is not None else get_attack(self.attack).metrics
+
+    def contracted_metrics(self) -> dict[str, dict[str, Any]]:
+        """Each metric's numbers with its declared kind, direction and unit (what the gate reads).
+
+        A metric its attack did not declare is a bug in that attack, not a user error: it raises.
+        """
+        specs = self.metric_specs()
+        out: dict[str, dict[str, Any]] = {}
+        for name, est in self.metrics.items():
+            spec = specs.find(name)
+            if spec is None:
+                raise ValueError(f"attack '{self.attack}' reported metric '{name}' that it does not declare "
+                                 f"(declared: {', '.join(specs.patterns()) or 'none'})")
+            out[name] = with_contract(name, est, spec)
+        return out
 
     def to_summary(self) -> dict[str, Any]:
         """The JSON-able part (records stay in results.jsonl)."""
         return {
             "attack": self.attack,
             "target": self.target,
-            "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
+            "metrics": self.contracted_metrics(),
             "tables": self.tables,
             "charts": self.charts,
             "assumptions": self.assumptions,
@@ -90,6 +110,9 @@ class Attack(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type]
+    # Every metric `summarize` can report (name patterns with kind, direction, unit): thresholds
+    # are checked against it when the audit spec loads, and summary.json carries it per metric.
+    metrics: ClassVar[MetricSpecs] = MetricSpecs()
     requires: ClassVar[frozenset[str]] = frozenset({"generate"})
     # Record fields that hold raw PII (true values the probe looks for); reports mask every value
     # found in these fields wherever it appears, unless the user opts in with --show-pii.

@@ -59,8 +59,13 @@ def load_audit_spec(path: Path, **overrides: Any) -> AuditSpec:
     spec = dataclass_from_mapping(AuditSpec, raw, str(path))
     clean = {k: v for k, v in overrides.items() if v is not None}
     spec = replace(spec, **clean) if clean else spec
-    # Validate every attack's parameters before any model is loaded, so typos fail fast.
-    build_attacks(spec, str(path))
+    # Validate every attack's parameters and every threshold before any model is loaded, so typos fail fast.
+    attacks = build_attacks(spec, str(path))
+    if spec.thresholds:
+        from privaudit.gate import check_thresholds
+
+        check_thresholds(spec.thresholds, {a.name: (type(a).metrics, only) for a, only in attacks},
+                         where=f"{path}: thresholds")
     return spec
 
 

@@ -7,6 +7,17 @@ conservative: a `<=`/`<` check compares the interval's UPPER bound and a `>=`/`>
 bound, so "0 hits in 20 probes" (upper bound ~0.16) does not pass `<= 0.01`; `bound = "value"`
 compares the point estimate instead. Without `@TARGET` every target the attack ran on is checked.
 
+The gate reads each metric's declared direction (privaudit.metrics.MetricSpec). A `two_sided`
+metric (a gap between personas, a difference between models) is judged on its size: `<= t`
+compares the largest absolute bound max(|low|, |high|), so a gap of -0.40 [-0.55, -0.25] fails
+`<= 0.10` exactly as +0.40 would; `>= t` compares the smallest absolute value in the interval
+(0 when it spans 0); `bound = "value"` compares |value|. `count` and `point` metrics (significant
+tests, epsilon spent, perplexity) are judged on their value and are measured even with n = 0.
+
+Thresholds are checked twice: against the attacks' declared metric names when the audit spec
+loads (`check_thresholds`, before a run folder exists or a model loads), and against what the run
+reported when it is gated (`evaluate`).
+
 Exit codes (the project's CI contract): 0 every check passed, 1 a check failed, 2 usage error
 (a threshold names an attack, metric or target that is not in the run; a malformed condition),
 3 a metric exists but could not be measured (no samples, NaN) and nothing failed outright.
@@ -19,9 +30,10 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from privaudit.errors import EXIT_CANNOT_MEASURE, EXIT_GATE_FAILED, EXIT_OK, InputError
+from privaudit.metrics import VALUE_KINDS, MetricSpecs
 
 Bound = Literal["upper", "lower", "value"]
 Status = Literal["pass", "fail", "unmeasured"]
@@ -62,6 +74,7 @@ class GateCheck:
     bound: Bound
     status: Status
     compared: float | None  # the number that was compared (the chosen bound), None if unmeasured
+    direction: str  # the metric's declared direction; "two_sided" compares absolute sizes
     value: float | None
     low: float | None
     high: float | None
@@ -164,6 +177,28 @@ def parse_metric_path(key: str, where: str) -> tuple[str, str, str | None]:
     return attack.strip(), metric.strip(), (target.strip() if at else None)
 
 
+# -- checking a spec before it runs ------------------------------------------------------------
+def check_thresholds(thresholds: Mapping[str, Any], declared: Mapping[str, tuple[MetricSpecs, Sequence[str]]],
+                     where: str = "thresholds") -> None:
+    """Every threshold names an attack of the audit, a metric that attack declares and one of its targets.
+
+    `declared` maps each attack of the spec to (its metric declarations, the target specs it runs
+    on). Called when the spec loads, so `bias.max_gap` fails in a second, not after every model ran.
+    An `@TARGET` suffix names a target as the run reports it (a loaded target's name, which may
+    differ from its spec string), so it is checked when the run is gated.
+    """
+    for key, raw in flatten_thresholds(thresholds, where).items():
+        loc = f"{where}.{json.dumps(key) if '.' in key else key}"
+        attack, metric, target = parse_metric_path(key, loc)
+        parse_condition(raw, loc)
+        if attack not in declared:
+            raise InputError(f"{loc}: attack '{attack}' is not in this audit (attacks: {', '.join(sorted(declared))})")
+        specs, targets = declared[attack]
+        if specs.find(metric) is None:
+            raise InputError(f"{loc}: attack '{attack}' has no metric '{metric}' "
+                             f"(its metrics: {', '.join(specs.patterns())})")
+
+
 # -- evaluation -----------------------------------------------------------------------------
 def evaluate(summary: Mapping[str, Any], thresholds: Mapping[str, Any], where: str = "thresholds") -> GateOutcome:
     """Check every threshold against the run summary's metrics (a pure function of both)."""
@@ -200,29 +235,49 @@ def _number(x: Any) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+def _compared_number(cond: Condition, direction: str, value: float | None, low: float | None,
+                     high: float | None) -> tuple[float | None, str]:
+    """The number a condition compares, and how it was chosen (said in the check's message)."""
+    if low is None or high is None:  # a metric reported without an interval: its value is all there is
+        low = high = value
+    if direction == "two_sided":
+        if value is None or low is None or high is None:
+            return None, "|value|"
+        if cond.bound == "value":
+            return abs(value), "|value|"
+        if cond.op.startswith("<"):
+            return max(abs(low), abs(high)), "max |bound|"
+        return (0.0 if low <= 0.0 <= high else min(abs(low), abs(high))), "min |bound|"
+    return {"upper": high, "lower": low, "value": value}[cond.bound], cond.bound
+
+
 def _check(key: str, attack: str, metric: str, target: str, cond: Condition, estimate: Any) -> GateCheck:
+    direction = "higher_is_worse"
+    kind = "proportion"
     if isinstance(estimate, Mapping):
         value, low, high = _number(estimate.get("value")), _number(estimate.get("low")), _number(estimate.get("high"))
         n = estimate.get("n") if isinstance(estimate.get("n"), int) else None
+        direction = str(estimate.get("direction") or direction)
+        kind = str(estimate.get("kind") or kind)
     else:  # a bare number: no interval, every bound is the value
         value = low = high = _number(estimate)
         n = None
-    compared = {"upper": high, "lower": low, "value": value}[cond.bound]
-    if compared is None and value is not None and cond.bound != "value":
-        compared = value  # a metric reported without an interval: its value is all there is
+    compared, how = _compared_number(cond, direction, value, low, high)
     base = dict(key=key, attack=attack, metric=metric, target=target, op=cond.op, threshold=cond.threshold,
-                bound=cond.bound, value=value, low=low, high=high, n=n)
+                bound=cond.bound, direction=direction, value=value, low=low, high=high, n=n)
     if estimate is None:
         return GateCheck(**base, status="unmeasured", compared=None,
                          message=f"{metric} was not reported for target {target}")
-    if value is None or compared is None or n == 0:
+    sampled = kind not in VALUE_KINDS
+    if value is None or compared is None or (sampled and n == 0):
         return GateCheck(**base, status="unmeasured", compared=None,
                          message=f"{metric} could not be measured (n={n}, value={value})")
     ok = _OPS[cond.op](compared, cond.threshold)
     verdict = "within" if ok else "exceeds"
-    message = (f"{cond.bound} {compared:.4g} {cond.op} {cond.threshold:g}" if ok else
-               f"{cond.bound} {compared:.4g} not {cond.op} {cond.threshold:g}")
-    interval = f"value {value:.4g} [{_fmt(low)}, {_fmt(high)}] n={n}"
+    message = (f"{how} {compared:.4g} {cond.op} {cond.threshold:g}" if ok else
+               f"{how} {compared:.4g} not {cond.op} {cond.threshold:g}")
+    interval = f"value {value:+.4g}" if direction == "two_sided" else f"value {value:.4g}"
+    interval += f" [{_fmt(low)}, {_fmt(high)}] n={n}" if sampled else f" ({kind})"
     return GateCheck(**base, status="pass" if ok else "fail", compared=compared,
                      message=f"{message} ({interval}; {verdict} the threshold)")
 

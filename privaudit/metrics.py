@@ -1,56 +1,278 @@
-"""Pure metric functions with their confidence intervals. No I/O here.
+"""Pure metric functions with their confidence intervals, and the metric contract. No I/O here.
 
-Every rate a report shows comes with an interval, so a user can tell "0 hits in 20 probes" from
-"0 hits in 20,000 probes".
+Every rate a report shows comes with an interval at its unit of analysis, so a user can tell
+"0 hits in 20 probes" from "0 hits in 20,000 probes", and 27 correlated probes of one person from
+27 people. The contract (`MetricSpec`) says for each metric what kind of number it is, which
+direction is worse and what one unit of analysis is; the gate reads it (privaudit.gate).
+
+Interval methods (the `method` field of an `Estimate`):
+- `wilson`: independent Bernoulli trials (Wilson 1927).
+- `wilson_design_effect`: records that share a cluster (probes of one subject, samples of one
+  item, guesses of one author). Wilson's interval at the effective sample size n / deff, with the
+  design effect deff from the cluster-robust variance of the ratio estimator (Kish 1965, Survey
+  Sampling Sec. 8.2; Korn & Graubard 1998 for effective-n intervals of proportions). Where the
+  variance is degenerate (no hit or every record a hit) deff is not estimable and the conservative
+  worst case, one effective trial per cluster, is used: n_eff is never below the number of clusters
+  and never above the number of records.
+- `cluster_robust_t`: a mean or a paired difference with a cluster-robust (CR1) standard error and
+  a t quantile with G - 1 degrees of freedom (Cameron & Miller 2015, J. Human Resources 50:317),
+  from statsmodels' OLS with `cov_type="cluster"`. A paired difference whose every unit agrees has
+  no variance to estimate; its interval is then +- the Wilson upper bound of 0 discordant units in
+  G (a McNemar-type bound: the difference cannot exceed the share of units that differ).
+- `point` / `accountant` / `count`: a value without sampling error (perplexity, epsilon spent,
+  a count of significant tests); gateable on the value.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field, replace
 from statistics import NormalDist
+from typing import Any, Iterable, Literal, Sequence
+
+Kind = Literal["proportion", "mean", "difference", "count", "point"]
+Direction = Literal["higher_is_worse", "lower_is_worse", "two_sided"]
+KINDS: tuple[str, ...] = ("proportion", "mean", "difference", "count", "point")
+DIRECTIONS: tuple[str, ...] = ("higher_is_worse", "lower_is_worse", "two_sided")
+# Kinds whose value is meaningful without a sample (n = 0 does not make them unmeasured).
+VALUE_KINDS = frozenset({"count", "point"})
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with a two-sided confidence interval and the sample size behind it."""
+    """A point estimate with a two-sided confidence interval and the sample behind it.
+
+    `n` counts the records (probes, samples, documents) and `clusters` the independent units the
+    interval was computed over when they differ (subjects, items, authors); `None` when each record
+    is its own unit.
+    """
 
     value: float
     low: float
     high: float
     n: int
     method: str = "wilson"
+    clusters: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Estimate":
-        return cls(**{k: d[k] for k in ("value", "low", "high", "n") if k in d}, method=d.get("method", "wilson"))
+        clusters = d.get("clusters")
+        return cls(**{k: d[k] for k in ("value", "low", "high", "n") if k in d}, method=d.get("method", "wilson"),
+                   clusters=clusters if isinstance(clusters, int) else None)
 
 
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (Wilson 1927); well behaved at 0 and n."""
+# -- the contract -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric (or a family, `exact_match_rate.{pii_type}`) that an attack can report.
+
+    `unit` is the unit of analysis of the *value* (what one trial is: "probe", "subject_field",
+    "subject", "item", "author", "document", "variant"); the interval's cluster, where records
+    share one, is in `cluster`.
+    """
+
+    pattern: str
+    kind: Kind
+    direction: Direction
+    unit: str
+    description: str = ""
+    cluster: str | None = None
+    deprecated_alias_of: str | None = None  # an old name the gate still accepts, with a warning
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.pattern}: kind {self.kind!r} not one of {KINDS}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"metric {self.pattern}: direction {self.direction!r} not one of {DIRECTIONS}")
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return _pattern_regex(self.pattern)
+
+    def matches(self, name: str) -> bool:
+        return bool(self.regex.fullmatch(name))
+
+    def contract(self) -> dict[str, Any]:
+        """The fields summary.json carries next to each metric's numbers."""
+        return {"kind": self.kind, "direction": self.direction, "unit": self.unit,
+                "cluster": self.cluster, "pattern": self.pattern}
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", pattern)
+    return re.compile("".join("[^@]+?" if p.startswith("{") and p.endswith("}") else re.escape(p) for p in parts))
+
+
+@dataclass(frozen=True)
+class MetricSpecs:
+    """Every metric an attack can report, in declaration order; the first matching pattern wins."""
+
+    specs: tuple[MetricSpec, ...] = field(default_factory=tuple)
+
+    def __iter__(self):
+        return iter(self.specs)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def find(self, name: str) -> MetricSpec | None:
+        return next((s for s in self.specs if s.matches(name)), None)
+
+    def patterns(self) -> list[str]:
+        return [s.pattern for s in self.specs]
+
+    def __add__(self, other: "MetricSpecs") -> "MetricSpecs":
+        return MetricSpecs(self.specs + tuple(other.specs))
+
+
+def metric_specs(*specs: MetricSpec) -> MetricSpecs:
+    return MetricSpecs(tuple(specs))
+
+
+def with_contract(name: str, estimate: Estimate, spec: MetricSpec) -> dict[str, Any]:
+    """One metric as summary.json stores it: the numbers plus its declared contract."""
+    return {**estimate.to_dict(), **spec.contract(), "name": name}
+
+
+# -- independent trials -----------------------------------------------------------------------
+def _z(confidence: float) -> float:
+    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)  # stdlib: scipy.stats costs ~0.8 s per CLI start
+
+
+def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927); well behaved at 0 and n.
+
+    `n` may be an effective (non-integer) sample size; `successes` is then p * n.
+    """
     if n <= 0:
         return (0.0, 1.0)
-    if not 0 <= successes <= n:
+    if not -1e-9 <= successes <= n + 1e-9:
         raise ValueError(f"successes={successes} outside [0, {n}]")
-    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)  # stdlib: scipy.stats costs ~0.8 s per CLI start
-    p = successes / n
+    z = _z(confidence)
+    p = min(1.0, max(0.0, successes / n))
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     # Clamp rounding noise so that 0 hits gives exactly 0 as the lower bound.
-    return (max(0.0, centre - half) if successes else 0.0, min(1.0, centre + half) if successes < n else 1.0)
+    return (max(0.0, centre - half) if p > 0 else 0.0, min(1.0, centre + half) if p < 1 else 1.0)
 
 
 def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:
-    """A rate with its Wilson interval; n == 0 gives value NaN and the uninformative [0, 1]."""
+    """A rate of independent trials with its Wilson interval; n == 0 gives NaN and the uninformative [0, 1]."""
     low, high = wilson_interval(successes, n, confidence)
     value = successes / n if n else float("nan")
     return Estimate(value=value, low=low, high=high, n=n, method="wilson")
 
 
+# -- clustered records ------------------------------------------------------------------------
+def _cluster_codes(clusters: Sequence[Any]) -> list[int]:
+    codes: dict[Any, int] = {}
+    return [codes.setdefault(c, len(codes)) for c in clusters]
+
+
+def _cluster_robust_mean(values: Sequence[float], clusters: Sequence[Any]) -> tuple[float, float, int]:
+    """(mean, cluster-robust CR1 standard error, number of clusters), via statsmodels OLS on a constant."""
+    import numpy as np
+    import statsmodels.api as sm
+
+    y = np.asarray(values, dtype=float)
+    groups = np.asarray(_cluster_codes(clusters))
+    num_clusters = int(groups.max()) + 1 if len(groups) else 0
+    mean = float(y.mean())
+    if num_clusters < 2 or float(np.ptp(y)) == 0.0:
+        return mean, 0.0, num_clusters
+    fit = sm.OLS(y, np.ones((len(y), 1))).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    return mean, float(fit.bse[0]), num_clusters
+
+
+def clustered_proportion(hits: Sequence[bool | float], clusters: Sequence[Any], confidence: float = 0.95) -> Estimate:
+    """The share of records that hit, with an interval at the cluster (method `wilson_design_effect`).
+
+    `hits[j]` is record j's 0/1 outcome and `clusters[j]` the unit it belongs to (a subject id, an
+    item id). Perfectly clustered hits (one unit hits on every record, the others never) give about
+    the Wilson interval of 1 in G: the width follows the number of units, not of records.
+    """
+    n = len(hits)
+    if len(clusters) != n:
+        raise ValueError(f"{n} hits but {len(clusters)} cluster labels")
+    if n == 0:
+        return Estimate(value=float("nan"), low=0.0, high=1.0, n=0, method="wilson_design_effect", clusters=0)
+    values = [float(h) for h in hits]
+    p, se, g = _cluster_robust_mean(values, clusters)
+    if g == n:  # every record its own unit: plain Wilson
+        low, high = wilson_interval(p * n, n, confidence)
+        return Estimate(value=p, low=low, high=high, n=n, method="wilson_design_effect", clusters=g)
+    if se > 0 and 0 < p < 1:
+        n_eff = p * (1 - p) / (se * se)
+    else:
+        n_eff = float(g)  # deff not estimable: the worst case, one effective trial per cluster
+    n_eff = min(float(n), max(float(g), n_eff))
+    low, high = wilson_interval(p * n_eff, n_eff, confidence)
+    return Estimate(value=p, low=low, high=high, n=n, method="wilson_design_effect", clusters=g)
+
+
+def clustered_mean(values: Sequence[float], clusters: Sequence[Any], confidence: float = 0.95) -> Estimate:
+    """A mean over records with a cluster-robust t interval (method `cluster_robust_t`)."""
+    n = len(values)
+    if n == 0:
+        return Estimate(value=float("nan"), low=float("nan"), high=float("nan"), n=0, method="cluster_robust_t",
+                        clusters=0)
+    mean, se, g = _cluster_robust_mean(values, clusters)
+    if g < 2:
+        return Estimate(value=mean, low=float("nan"), high=float("nan"), n=n, method="cluster_robust_t", clusters=g)
+    from scipy.stats import t as student_t
+
+    half = float(student_t.ppf(1 - (1 - confidence) / 2, g - 1)) * se
+    return Estimate(value=mean, low=mean - half, high=mean + half, n=n, method="cluster_robust_t", clusters=g)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], clusters: Sequence[Any] | None = None,
+                      confidence: float = 0.95, bounds: tuple[float, float] = (-1.0, 1.0)) -> Estimate:
+    """mean(a) - mean(b) where a[j] and b[j] are the same probe j on two models (or two conditions).
+
+    The interval is over the paired differences d_j = a_j - b_j with a cluster-robust t interval
+    (clusters default to one per record). When no unit differs, the interval is +- the Wilson
+    upper bound of 0 discordant units among G: agreement on 20 subjects cannot exclude a
+    difference of 0.16. Values are clipped to `bounds` (a difference of proportions lies in [-1, 1]).
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length: {len(a)} vs {len(b)}")
+    clusters = list(range(len(a))) if clusters is None else list(clusters)
+    n = len(a)
+    lo_b, hi_b = bounds
+    if n == 0:
+        return Estimate(value=float("nan"), low=lo_b, high=hi_b, n=0, method="cluster_robust_t", clusters=0)
+    d = [float(x) - float(y) for x, y in zip(a, b)]
+    mean, se, g = _cluster_robust_mean(d, clusters)
+    if se == 0.0 or g < 2:
+        # No unit disagrees with another (or only one unit): the share of discordant units bounds it.
+        half = wilson_interval(0, max(g, 1), confidence)[1]
+        return Estimate(value=mean, low=max(lo_b, mean - half), high=min(hi_b, mean + half), n=n,
+                        method="cluster_robust_t", clusters=g)
+    from scipy.stats import t as student_t
+
+    half = float(student_t.ppf(1 - (1 - confidence) / 2, g - 1)) * se
+    return Estimate(value=mean, low=max(lo_b, mean - half), high=min(hi_b, mean + half), n=n,
+                    method="cluster_robust_t", clusters=g)
+
+
+# -- values without sampling error ------------------------------------------------------------
+def point_value(value: float, method: str = "point") -> Estimate:
+    """A number that has no sampling interval (perplexity on a fixed set, epsilon spent): low = high = value."""
+    return Estimate(value=float(value), low=float(value), high=float(value), n=0, method=method)
+
+
+def count_value(count: int | float, n: int = 0) -> Estimate:
+    """A count (e.g. of significant tests): gateable on its value."""
+    c = float(count)
+    return Estimate(value=c, low=c, high=c, n=n, method="count")
+
+
+# -- other pure metrics -----------------------------------------------------------------------
 def exposure_bits(rank: int, num_candidates: int) -> float:
     """Canary exposure (Carlini et al., The Secret Sharer, 2019): log2 |candidates| - log2 rank.
 
