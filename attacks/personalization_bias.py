@@ -17,10 +17,16 @@ helpful assistant. I am {persona}." (Vijjini et al.'s setup; `persona_mode="syst
 first-person prefix of the user turn (`persona_mode="prefix"`); the control keeps the system prompt
 "You are a helpful assistant." and no self-description, so the persona is the only difference.
 
+With `fairness_prompt = true` every conversation (the control's too) starts with a fairness
+instruction before its system prompt: the prompt-based defense of Vijjini et al. (Sec. 6), built
+by `privaudit.defenses.system_prompt.FairnessPrompt` (the same transform as the wrapper target
+there), so the per-persona gaps of the bare and the instructed model can be compared.
+
 Model calls are batched over the cross product: conversations are ordered item-major (every persona
 of item 1, then item 2, ...), so one `chat` call holds many personas' conversations. One record is
 stored per (persona, item, sample), so an interrupted run resumes where it stopped. All statistics
-(`bias_stats`) are derived from the records alone.
+(`bias_stats`) are derived from the records alone; the item is the unit of analysis (k samples of
+one item are one unit), and persona-minus-control gaps are paired by item.
 """
 
 from __future__ import annotations
@@ -394,7 +400,8 @@ class PersonalizationBiasAttack(Attack):
         judge: str | None = None  # target spec of an LLM judge for refusals (rules otherwise)
         # The prompt-based defense of Vijjini et al. (2025, Sec. 6): a fairness instruction placed before
         # the system message of every conversation, the control's included (so the persona stays the
-        # only difference). `fairness_instruction` replaces privaudit's default wording.
+        # only difference). `fairness_instruction` replaces privaudit's default wording (used only
+        # when `fairness_prompt` is true).
         fairness_prompt: bool = False
         fairness_instruction: str = DEFAULT_FAIRNESS_INSTRUCTION
         alpha: float = 0.05
@@ -643,8 +650,6 @@ class PersonalizationBiasAttack(Attack):
                 "max_gap_persona": biggest.persona if biggest else None,
                 "num_significant": sum(c.significant for c in rows), "num_personas": len(rows),
                 "test": "paired sign-flip permutation over items", "correction": p.correction, "alpha": p.alpha,
-                "interval": "rates: Wilson at the design-effect effective n, clustered by item; "
-                            "gaps: paired over items, cluster-robust t",
             })
             charts[f"{metric}_gap"] = _gap_chart(metric, rows)
         significant = sorted({c.persona for c in comparisons if c.significant})

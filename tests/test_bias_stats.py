@@ -234,3 +234,20 @@ def test_unpaired_comparison_clusters_samples_of_one_conversation():
     naive = compare_to_baseline("culture_match_rate", "x", g4, b4)  # samples taken as independent
     assert naive.gap_high - naive.gap_low < 0.6 * (clustered.gap_high - clustered.gap_low)
     assert naive.p_value < clustered.p_value
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=25), st.integers(1, 3))
+def test_paired_and_clustered_gap_intervals_contain_the_gap(pairs, k):
+    # pairs[i] = (persona hits, control hits) among k samples of item i
+    persona = {f"i{j}": [1.0] * min(a, k) + [0.0] * (k - min(a, k)) for j, (a, _) in enumerate(pairs)}
+    control = {f"i{j}": [1.0] * min(b, k) + [0.0] * (k - min(b, k)) for j, (_, b) in enumerate(pairs)}
+    row = compare_to_control("m", {"control": control, "p": persona}, "control")[0]
+    assert -1 - 1e-9 <= row.gap_low <= row.gap + 1e-12 and row.gap - 1e-12 <= row.gap_high <= 1 + 1e-9
+    assert row.gap == pytest.approx(row.rate.value - row.control.value)  # balanced items: paired = pooled difference
+    hits = [v for s in persona.values() for v in s]
+    base = [v for s in control.values() for v in s]
+    unpaired = compare_to_baseline("m", "p", hits, base, group_clusters=[i for i, s in persona.items() for _ in s],
+                                   baseline_clusters=[i for i, s in control.items() for _ in s])
+    assert unpaired.gap_low - 1e-12 <= unpaired.gap <= unpaired.gap_high + 1e-12
+    assert 0 <= unpaired.p_value <= 1
