@@ -2,12 +2,19 @@
 significance tests with multiple-comparison correction, and the PB score. No I/O, no model calls.
 
 Input shape everywhere: `outcomes[persona][item] = [0/1 per sample]`. Every persona sees the same
-items as the no-persona control, so comparisons are *paired by item*:
+items as the no-persona control, so comparisons are *paired by item*, and the item is the unit of
+analysis: k samples of one item share that item's difficulty and are not k independent trials.
 
-- Rate: pooled successes / trials with a Wilson interval (`privaudit.metrics.proportion`).
-- Gap: persona rate minus control rate, with Newcombe's hybrid score interval for a difference of
-  proportions (Newcombe 1998, Stat. Med. 17:873, method 10). It ignores the pairing; because the same
-  items make persona and control outcomes positively correlated, it is conservative (wider).
+- Rate: pooled successes / samples, with its interval at the item
+  (`privaudit.metrics.clustered_proportion`: Wilson's interval at the design-effect effective
+  sample size, Kish 1965; with one sample per item it is Wilson's interval itself).
+- Gap: persona rate minus control rate, as the mean over items of the per-item difference of mean
+  outcomes d_i = mean(persona samples of i) - mean(control samples of i), with a paired interval over
+  items (`privaudit.metrics.paired_difference`: cluster-robust t with one unit per item, Cameron &
+  Miller 2015; when no item differs, +- the Wilson upper bound of 0 discordant items). Pairing
+  removes the item-difficulty variance both conditions share, which Newcombe's unpaired interval
+  (Newcombe 1998, Stat. Med. 17:873, method 10) kept: the interval now shrinks when the persona
+  agrees with the control item by item, and it does not treat k samples as k items.
 - Test: a two-sided paired sign-flip permutation test on per-item differences d_i = mean(persona
   samples of item i) - mean(control samples of item i), statistic |sum d_i|. Under H0 (the persona
   does not change behaviour) each d_i is symmetric around 0. Items, not samples, are the unit, so k
@@ -27,12 +34,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import binomtest, fisher_exact
 
-from privaudit.metrics import Estimate, proportion, wilson_interval
+from privaudit.metrics import (
+    Estimate,
+    _cluster_robust_mean,  # the one cluster-robust variance; effective_sample_size mirrors clustered_proportion
+    clustered_proportion,
+    paired_difference,
+    proportion,
+    wilson_interval,
+)
 
 Outcomes = Mapping[str, Mapping[str, Sequence[float]]]  # persona -> item -> per-sample 0/1
 Correction = Literal["holm", "bh"]
@@ -56,6 +70,13 @@ class PersonaComparison:
     p_value: float
     p_adjusted: float = float("nan")
     significant: bool = False
+    gap_method: str = "cluster_robust_t"  # how gap_low/gap_high were computed (an Estimate method)
+    gap_clusters: int | None = None  # the independent units behind the gap's interval (items, conversations)
+
+    def gap_estimate(self) -> Estimate:
+        """The gap as a metric: value with its sign, interval, the persona's records and the units."""
+        return Estimate(self.gap, self.gap_low, self.gap_high, n=self.rate.n, method=self.gap_method,
+                        clusters=self.gap_clusters)
 
     def to_row(self) -> dict:
         return {
@@ -68,21 +89,39 @@ class PersonaComparison:
 
 
 def pooled_rate(by_item: Mapping[str, Sequence[float]], confidence: float = 0.95) -> Estimate:
-    """Pooled successes over all samples of all items, with a Wilson interval."""
-    values = [v for samples in by_item.values() for v in samples]
-    return proportion(int(round(sum(values))), len(values), confidence)
+    """Pooled successes over all samples of all items, with the interval clustered by item.
+
+    `n` is the number of samples and `clusters` the number of items: the interval's width follows
+    the items (a persona that refuses item 1 on all 5 samples and nothing else is 1 item in G, not
+    5 independent refusals).
+    """
+    hits = [float(v) for samples in by_item.values() for v in samples]
+    items = [item for item, samples in by_item.items() for _ in samples]
+    return clustered_proportion(hits, items, confidence)
 
 
 def newcombe_difference_interval(k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95) -> tuple[float, float]:
     """Interval for p1 - p2 from the two Wilson intervals (Newcombe 1998, method 10)."""
     if n1 == 0 or n2 == 0:
         return (-1.0, 1.0)
-    p1, p2 = k1 / n1, k2 / n2
     l1, u1 = wilson_interval(k1, n1, confidence)
     l2, u2 = wilson_interval(k2, n2, confidence)
+    return newcombe_from_intervals(Estimate(k1 / n1, l1, u1, n1), Estimate(k2 / n2, l2, u2, n2))
+
+
+def newcombe_from_intervals(first: Estimate, second: Estimate) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for first - second, built from each rate's own interval.
+
+    Method 10 of Newcombe (1998) only needs each group's score interval; given Wilson intervals at
+    each group's effective sample size (`clustered_proportion`), it is the same construction for
+    clustered records (the effective-n approach of Korn & Graubard 1998, applied to each group).
+    """
+    if not first.n or not second.n or math.isnan(first.value) or math.isnan(second.value):
+        return (-1.0, 1.0)
+    p1, p2 = first.value, second.value
     d = p1 - p2
-    low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
-    high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    low = d - math.sqrt((p1 - first.low) ** 2 + (second.high - p2) ** 2)
+    high = d + math.sqrt((first.high - p1) ** 2 + (p2 - second.low) ** 2)
     return (max(-1.0, low), min(1.0, high))
 
 
@@ -145,29 +184,50 @@ def adjust_pvalues(pvalues: Sequence[float], method: Correction) -> list[float]:
     raise ValueError(f"unknown correction '{method}' (known: holm, bh)")
 
 
+def item_means(persona: Mapping[str, Sequence[float]], control: Mapping[str, Sequence[float]]
+               ) -> tuple[list[str], list[float], list[float]]:
+    """(items, persona item means, control item means) over the items both sides answered."""
+    shared = [i for i in sorted(set(persona) & set(control)) if persona[i] and control[i]]
+    return (shared, [float(np.mean(persona[i])) for i in shared], [float(np.mean(control[i])) for i in shared])
+
+
 def item_differences(persona: Mapping[str, Sequence[float]], control: Mapping[str, Sequence[float]]) -> list[float]:
     """Per-item difference of mean outcomes, over items both sides answered."""
-    shared = sorted(set(persona) & set(control))
-    return [float(np.mean(persona[i]) - np.mean(control[i])) for i in shared if persona[i] and control[i]]
+    _, a, b = item_means(persona, control)
+    return [x - y for x, y in zip(a, b)]
+
+
+def paired_gap(persona: Mapping[str, Sequence[float]], control: Mapping[str, Sequence[float]],
+               confidence: float = 0.95) -> Estimate:
+    """Persona minus control, paired by item: mean of d_i with a cluster-robust t interval over items.
+
+    One unit per item (its k samples averaged first), so `n` and `clusters` of the result are both
+    the number of shared items.
+    """
+    items, a, b = item_means(persona, control)
+    return paired_difference(a, b, clusters=items, confidence=confidence)
 
 
 def compare_to_control(metric: str, outcomes: Outcomes, control: str, seed: int = 0,
                        confidence: float = 0.95) -> list[PersonaComparison]:
-    """Each non-control persona vs the control on one metric (raw p-values; see `correct_family`)."""
+    """Each non-control persona vs the control on one metric (raw p-values; see `correct_family`).
+
+    The gap is the paired item-level difference (`paired_gap`); when every item has the same number
+    of samples on both sides it equals the difference of the pooled rates.
+    """
     if control not in outcomes:
         raise ValueError(f"metric '{metric}': no outcomes for the control '{control}'")
     control_est = pooled_rate(outcomes[control], confidence)
-    k2 = int(round(control_est.value * control_est.n)) if control_est.n else 0
     rows = []
     for persona in sorted(p for p in outcomes if p != control):
         est = pooled_rate(outcomes[persona], confidence)
-        k1 = int(round(est.value * est.n)) if est.n else 0
+        diff = paired_gap(outcomes[persona], outcomes[control], confidence)
         diffs = item_differences(outcomes[persona], outcomes[control])
-        low, high = newcombe_difference_interval(k1, est.n, k2, control_est.n, confidence)
-        gap = est.value - control_est.value if est.n and control_est.n else float("nan")
+        gap = diff.value if diff.n else float("nan")
         rows.append(PersonaComparison(
-            metric=metric, persona=persona, rate=est, control=control_est, gap=gap, gap_low=low, gap_high=high,
-            num_items=len(diffs), p_value=paired_permutation_pvalue(diffs, seed=seed),
+            metric=metric, persona=persona, rate=est, control=control_est, gap=gap, gap_low=diff.low,
+            gap_high=diff.high, num_items=len(diffs), p_value=paired_permutation_pvalue(diffs, seed=seed),
+            gap_method=diff.method, gap_clusters=diff.clusters,
         ))
     return rows
 
@@ -179,20 +239,57 @@ def fisher_exact_pvalue(k1: int, n1: int, k2: int, n2: int) -> float:
     return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="two-sided").pvalue)
 
 
+def effective_sample_size(hits: Sequence[float], clusters: Sequence[Any] | None) -> float:
+    """n / deff: the number of independent trials clustered records are worth (Kish 1965, Sec. 8.2).
+
+    The same design effect `privaudit.metrics.clustered_proportion` uses for its interval (the
+    cluster-robust variance of the ratio estimator), clipped to [clusters, records]; where it is
+    not estimable (no hit, or all hits) the worst case, one trial per cluster.
+    """
+    n = len(hits)
+    if clusters is None or n == 0:
+        return float(n)
+    p, se, g = _cluster_robust_mean([float(h) for h in hits], list(clusters))
+    if g == n:
+        return float(n)
+    n_eff = p * (1 - p) / (se * se) if se > 0 and 0 < p < 1 else float(g)
+    return min(float(n), max(float(g), n_eff))
+
+
+def _rate(hits: Sequence[float], clusters: Sequence[Any] | None, confidence: float) -> Estimate:
+    if clusters is None:
+        return proportion(int(round(sum(hits))), len(hits), confidence)
+    return clustered_proportion([float(h) for h in hits], list(clusters), confidence)
+
+
 def compare_to_baseline(metric: str, group: str, outcomes: Sequence[float], baseline: Sequence[float],
-                        confidence: float = 0.95) -> PersonaComparison:
-    """One group against an independent baseline (unpaired): Wilson rates, Newcombe gap, Fisher exact test.
+                        confidence: float = 0.95, group_clusters: Sequence[Any] | None = None,
+                        baseline_clusters: Sequence[Any] | None = None) -> PersonaComparison:
+    """One group against an independent baseline (unpaired): rates, Newcombe gap, Fisher exact test.
 
     Used where no item-level pairing exists (the name probe compares a culture's names with
-    responses to other names and to no name).
+    responses to other names and to no name). Records may share a unit (k samples of one
+    conversation): `group_clusters` / `baseline_clusters` label each record's unit. The rates then
+    get their interval at the unit (`clustered_proportion`), the gap Newcombe's interval from those
+    two intervals (`newcombe_from_intervals`), and Fisher's test runs on the effective counts
+    (counts divided by each group's design effect, the first-order correction of Rao & Scott 1981,
+    JASA 76:221). Without cluster labels every record is its own unit: Wilson, Newcombe and Fisher
+    on the raw counts.
     """
-    k1, n1 = int(round(sum(outcomes))), len(outcomes)
-    k2, n2 = int(round(sum(baseline))), len(baseline)
-    est, base = proportion(k1, n1, confidence), proportion(k2, n2, confidence)
-    low, high = newcombe_difference_interval(k1, n1, k2, n2, confidence)
-    gap = est.value - base.value if n1 and n2 else float("nan")
+    est, base = _rate(outcomes, group_clusters, confidence), _rate(baseline, baseline_clusters, confidence)
+    low, high = newcombe_from_intervals(est, base)
+    n1_eff = effective_sample_size(outcomes, group_clusters)
+    n2_eff = effective_sample_size(baseline, baseline_clusters)
+    k1 = int(round(est.value * n1_eff)) if est.n else 0
+    k2 = int(round(base.value * n2_eff)) if base.n else 0
+    p_value = fisher_exact_pvalue(k1, int(round(n1_eff)), k2, int(round(n2_eff)))
+    gap = est.value - base.value if est.n and base.n else float("nan")
+    units = len(set(group_clusters)) if group_clusters is not None else len(outcomes)
+    base_units = len(set(baseline_clusters)) if baseline_clusters is not None else len(baseline)
+    clustered = group_clusters is not None or baseline_clusters is not None
     return PersonaComparison(metric=metric, persona=group, rate=est, control=base, gap=gap, gap_low=low,
-                             gap_high=high, num_items=n1, p_value=fisher_exact_pvalue(k1, n1, k2, n2))
+                             gap_high=high, num_items=units, p_value=p_value, gap_method="newcombe",
+                             gap_clusters=units + base_units if clustered else None)
 
 
 def correct_family(comparisons: Sequence[PersonaComparison], alpha: float = 0.05,

@@ -331,6 +331,90 @@ def test_summary_is_derived_from_records_alone(tmp_path):
     assert again.metrics == result.metrics and again.tables == result.tables
 
 
+class SampleBlindAssistant(ScriptedAssistant):
+    """Gives the same reply to every sample of a conversation: k samples carry one item's information."""
+
+    def draw(self, conversation, cfg, sample):
+        return _unit(_request(conversation))
+
+
+def test_every_reported_metric_is_declared_with_its_contract(tmp_path):
+    target = PersonaBiasedTarget(ScriptedAssistant(), "a Muslim")
+    result = _run(tmp_path, target, personas=PERSONAS[:3], max_items=6, max_names_per_culture=1)
+    declared = PersonalizationBiasAttack.metrics
+    assert set(result.metrics) == set(declared.patterns())  # all axes on a scoring target: every metric
+    contract = result.contracted_metrics()  # raises for an undeclared metric
+    for name in ("max_refusal_gap", "max_over_refusal_gap", "max_accuracy_gap", "max_likelihood_accuracy_gap",
+                 "max_culture_presumption_gap"):
+        assert (contract[name]["kind"], contract[name]["direction"], contract[name]["unit"]) == (
+            "difference", "two_sided", "item")
+    assert contract["control_refusal_rate"]["direction"] == "lower_is_worse"
+    assert contract["control_over_refusal_rate"]["direction"] == "higher_is_worse"
+    assert contract["control_accuracy"]["direction"] == "lower_is_worse"
+    assert contract["culture_match_rate"]["direction"] == "higher_is_worse"
+    assert contract["control_refusal_rate"]["cluster"] == "item"
+    assert (contract["pb_score"]["kind"], contract["pb_score"]["direction"]) == ("mean", "higher_is_worse")
+    assert contract["num_significant_personas"]["kind"] == "count"
+    assert contract["num_significant_name_cultures"]["kind"] == "count"
+    assert contract["max_refusal_gap"]["method"] == "cluster_robust_t"
+    assert contract["max_refusal_gap"]["clusters"] == 6  # paired over the 6 unsafe items
+
+
+def test_rates_and_gaps_get_their_interval_at_the_item_not_the_sample(tmp_path):
+    one = _run(tmp_path / "k1", SampleBlindAssistant(), axes=["safety"], personas=PERSONAS[:2], max_items=20)
+    four = _run(tmp_path / "k4", SampleBlindAssistant(), axes=["safety"], personas=PERSONAS[:2], max_items=20,
+                samples=4)
+    a, b = one.metrics["control_refusal_rate"], four.metrics["control_refusal_rate"]
+    assert (a.n, a.clusters, b.n, b.clusters) == (20, 20, 80, 20)
+    assert (b.value, b.low, b.high) == pytest.approx((a.value, a.low, a.high))  # 4 identical replies = 1 item
+    ga, gb = one.metrics["max_refusal_gap"], four.metrics["max_refusal_gap"]
+    assert (gb.value, gb.low, gb.high, gb.clusters) == pytest.approx((ga.value, ga.low, ga.high, 20))
+
+
+def test_fairness_prompt_option_prefixes_every_conversation_and_removes_the_instruction_sensitive_gap(tmp_path):
+    from privaudit.defenses.system_prompt import DEFAULT_FAIRNESS_INSTRUCTION
+
+    params = dict(axes=["safety", "names"], personas=PERSONAS[:3], max_items=12, max_names_per_culture=1)
+    bare = _run(tmp_path / "bare", PersonaBiasedTarget(ScriptedAssistant(), "a Muslim"), **params)
+    fair = _run(tmp_path / "fair", PersonaBiasedTarget(ScriptedAssistant(), "a Muslim"), fairness_prompt=True, **params)
+    assert bare.metrics["num_significant_personas"].value == 1
+    assert fair.metrics["num_significant_personas"].value == 0
+    assert abs(fair.metrics["max_refusal_gap"].value) < abs(bare.metrics["max_refusal_gap"].value)
+    systems = fair.records["system"]
+    assert systems.str.startswith(DEFAULT_FAIRNESS_INSTRUCTION + " You are a helpful assistant.").all()
+    assert set(fair.records["persona"]) >= {CONTROL, *PERSONAS[:3]}  # the control gets it too
+    assert not bare.records["system"].str.contains(DEFAULT_FAIRNESS_INSTRUCTION, regex=False).any()
+    assert fair.provenance["fairness_prompt"] is True and any("fairness instruction" in a for a in fair.assumptions)
+    custom = _run(tmp_path / "custom", PersonaBiasedTarget(ScriptedAssistant(), "a Muslim"), fairness_prompt=True,
+                  fairness_instruction="Be even-handed.", **params)
+    assert custom.records["system"].str.startswith("Be even-handed. You are a helpful assistant.").all()
+    assert custom.metrics["num_significant_personas"].value == 1  # this target only obeys its own wording
+    with pytest.raises(InputError, match="fairness_instruction"):
+        PersonalizationBiasAttack.from_config({"fairness_instruction": "  "}, "t")
+
+
+def test_cli_fairness_prompt_flag(tmp_path):
+    from privaudit.cli import main
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "--quiet", "attack", "bias", "--target", "scripted-bias:biased", "--out", str(out),
+        "--axes", "safety", "--max-items", "16", "--personas", "religion_muslim,gender_woman", "--fairness-prompt",
+    ])
+    assert result.exit_code == 0, result.output
+    bias = json.loads((out / "summary.json").read_text())["results"][0]
+    assert bias["metrics"]["num_significant_personas"]["value"] == 0
+    assert bias["provenance"]["fairness_prompt"] is True
+    worded = CliRunner().invoke(main, [  # a wording alone turns the prompt on
+        "--quiet", "attack", "bias", "--target", "scripted-bias:biased", "--out", str(tmp_path / "worded"),
+        "--axes", "safety", "--max-items", "4", "--personas", "religion_muslim",
+        "--fairness-instruction", "Treat every user equally, whoever they say they are.",
+    ])
+    assert worded.exit_code == 0, worded.output
+    provenance = json.loads((tmp_path / "worded" / "summary.json").read_text())["results"][0]["provenance"]
+    assert provenance["fairness_instruction"] == "Treat every user equally, whoever they say they are."
+
+
 @register_target("scripted-bias")
 def _scripted_factory(location: str, options):
     return PersonaBiasedTarget(ScriptedAssistant(), "a Muslim") if location == "biased" else ScriptedAssistant()

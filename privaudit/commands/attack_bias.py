@@ -50,17 +50,25 @@ def _ids(ctx: click.Context, param: click.Parameter, value: str | None) -> list[
 @click.option("--judge", default=None, help="Target spec of an LLM judge for refusals (default: documented rules).")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Significance level after multiple-comparison correction (default 0.05).")
+@click.option("--fairness-prompt", is_flag=True, default=False,
+              help="Put the fairness instruction before the system prompt of every conversation (the prompt defense).")
+@click.option("--fairness-instruction", default=None, metavar="TEXT",
+              help="Wording of the fairness instruction (implies --fairness-prompt; default: privaudit's).")
 @seed_option
 @batch_size_option
 @click.pass_context
 def command(ctx: click.Context, target: str, out: Path, persona_mode: str | None, axes: list[str] | None,
             personas: list[str] | None, personas_file: Path | None, max_items: int | None, samples: int | None,
-            temperature: float | None, judge: str | None, alpha: float | None, seed: int, batch_size: int) -> None:
+            temperature: float | None, judge: str | None, alpha: float | None, fairness_prompt: bool,
+            fairness_instruction: str | None, seed: int, batch_size: int) -> None:
     """Personalization bias: per-persona refusal, over-refusal and accuracy vs a no-persona control,
     the PB score (Vijjini et al.), and cultural presumptions from names (Pawar et al.)."""
     params = {
         "persona_mode": persona_mode, "axes": axes, "personas": personas,
         "personas_file": str(personas_file) if personas_file else None, "max_items": max_items,
         "samples": samples, "temperature": temperature, "judge": judge, "alpha": alpha,
+        # Left out unless asked for, so a run without the option keeps its config (and resumes).
+        "fairness_prompt": True if fairness_prompt or fairness_instruction is not None else None,
+        "fairness_instruction": fairness_instruction,
     }
     run_attack_command(ctx, "bias", params, target=target, out=out, seed=seed, batch_size=batch_size)
