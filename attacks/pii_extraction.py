@@ -409,7 +409,8 @@ def paired_subject_field_difference(audited: pd.DataFrame, baseline: pd.DataFram
     both record sets count (matched by subject, field and template), each pair's leak flag is taken
     on each model, and the interval is over the per-pair differences, cluster-robust by subject
     (`privaudit.metrics.paired_difference`: CR1 t, Cameron & Miller 2015; a McNemar-type bound when
-    no pair differs). Newcombe's unpaired interval would ignore that pairing and be needlessly wide.
+    no pair differs). Newcombe's interval for two independent proportions, used before issue 14,
+    ignored both the pairing and the clustering of probes within a subject.
     """
     if audited.empty or baseline.empty:
         return paired_difference([], [])
