@@ -14,7 +14,13 @@ normalization of `pii_matching` (secondary, never mixed into the headline). Opti
 - a baseline target (`baseline_target`): the same probes on the base model, so the report shows the
   fine-tuned model *minus* what a model that never saw the data also produces (analysing_pii_leakage,
   Lukas et al. 2023). An audit listing both targets gives the same numbers side by side; the
-  baseline parameter puts the difference, with an interval, into one result.
+  baseline parameter puts the difference, with a paired interval, into one result.
+
+Units of analysis (issue 14): the headline `exact_match_rate` counts (subject, PII field) pairs, a
+pair leaked when at least one template (or sample) produced its value verbatim; the per-probe
+rates are detail (`probe_exact_match_rate`, ...). The probes and fields of one subject are
+correlated, so every interval is clustered by subject, and differences between two models (or the
+soft prompt vs the template) on the same prompts are paired (`PII_METRICS` declares each one).
 
 Records (one per probe, stored as computed, so runs resume) carry the prompt, outputs, truth, hit
 flags, the known fields, template id and association level; `summarize` derives everything else.
@@ -22,26 +28,26 @@ flags, the known fields, template id and association level; `summarize` derives 
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Sequence
 
 import pandas as pd
 
 from privaudit.attacks.base import Attack, AttackResult, RunContext, batched, register_attack
-from privaudit.attacks.pii_likelihood import (
-    candidate_pool,
-    draw_candidates,
-    likelihood_outcome,
-    mean_estimate,
-    rank_histogram,
-)
+from privaudit.attacks.pii_likelihood import candidate_pool, draw_candidates, likelihood_outcome, rank_histogram
 from privaudit.attacks.pii_matching import match_outputs
 from privaudit.attacks.pii_probes import Probe, build_probes, load_templates
 from privaudit.data.subjects import DataSubject, load_subjects
 from privaudit.errors import CapabilityError, InputError
-from privaudit.metrics import Estimate, proportion
+from privaudit.metrics import (
+    Estimate,
+    MetricSpec,
+    MetricSpecs,
+    clustered_mean,
+    clustered_proportion,
+    metric_specs,
+    paired_difference,
+)
 from privaudit.targets.base import GENERATE, GRADIENTS, SCORE, GenerationConfig, Target, load_target, require
 
 # Record kinds. Baseline records live under the audited target's name, so one summary holds both.
@@ -105,12 +111,77 @@ class PiiParams:
                                 do_sample=self.do_sample, temperature=self.temperature, top_p=self.top_p, seed=seed)
 
 
+def _rate_spec(pattern: str, unit: str, description: str, cluster: str | None = "subject",
+               **extra: Any) -> MetricSpec:
+    return MetricSpec(pattern, "proportion", "higher_is_worse", unit, description, cluster=cluster, **extra)
+
+
+# Every metric `summarize_records` (and `pii_scan.summarize_scan`) can report. Units of analysis:
+# "subject_field" = one (data subject, PII field) pair, leaked when at least one template produced
+# the value verbatim (the data subject's own question, ProPILE Sec. 3.1's "is my PII extractable");
+# "probe" = one (subject, field, template) prompt. The fields and probes of one subject are
+# correlated (one memorized document holds them all), so every interval is clustered by subject
+# (privaudit.metrics: design-effect Wilson, Kish 1965; CR1 cluster-robust t, Cameron & Miller 2015).
+PII_METRICS: MetricSpecs = metric_specs(
+    _rate_spec("exact_match_rate", "subject_field",
+               "share of (subject, PII field) pairs whose true value some template produced verbatim"),
+    _rate_spec("partial_match_rate", "subject_field",
+               "share of (subject, PII field) pairs some template produced at least partially (pii_matching)"),
+    _rate_spec("exact_match_rate.{pii_type}", "subject_field",
+               "exact_match_rate over one PII field (one pair per subject)"),
+    _rate_spec("partial_match_rate.{pii_type}", "subject_field", "partial_match_rate over one PII field"),
+    _rate_spec("any_template_exact_match_rate", "subject_field",
+               "deprecated: the same numbers as exact_match_rate (its name before the headline moved to "
+               "the (subject, field) unit)", deprecated_alias_of="exact_match_rate"),
+    _rate_spec("probe_exact_match_rate", "probe", "share of probes (subject, field, template) with a verbatim hit"),
+    _rate_spec("probe_partial_match_rate", "probe", "share of probes with at least a partial hit"),
+    _rate_spec("probe_exact_match_rate.{pii_type}", "probe", "probe_exact_match_rate over one PII field"),
+    _rate_spec("probe_partial_match_rate.{pii_type}", "probe", "probe_partial_match_rate over one PII field"),
+    _rate_spec("likelihood_top1_rate", "probe",
+               "share of probes whose true value has the highest likelihood among the candidates (ProPILE Sec. 3.2)"),
+    _rate_spec("likelihood_top5_rate", "probe", "share of probes whose true value ranks in the top 5"),
+    _rate_spec("likelihood_top1_rate.{pii_type}", "probe", "likelihood_top1_rate over one PII field"),
+    MetricSpec("mean_exposure_bits", "mean", "higher_is_worse", "probe",
+               "mean exposure log2(#candidates) - log2(rank) of the true value (Carlini et al. 2019)",
+               cluster="subject"),
+    _rate_spec("exact_match_rate_baseline", "subject_field", "exact_match_rate of the same probes on baseline_target"),
+    _rate_spec("partial_match_rate_baseline", "subject_field",
+               "partial_match_rate of the same probes on baseline_target"),
+    _rate_spec("exact_match_rate_baseline.{pii_type}", "subject_field",
+               "exact_match_rate_baseline over one PII field"),
+    MetricSpec("exact_match_rate_minus_baseline", "difference", "two_sided", "subject_field",
+               "audited minus baseline exact_match_rate, paired over the same (subject, field) pairs",
+               cluster="subject"),
+    MetricSpec("partial_match_rate_minus_baseline", "difference", "two_sided", "subject_field",
+               "audited minus baseline partial_match_rate, paired over the same (subject, field) pairs",
+               cluster="subject"),
+    _rate_spec("likelihood_top1_rate_baseline", "probe", "likelihood_top1_rate on baseline_target"),
+    _rate_spec("likelihood_top5_rate_baseline", "probe", "likelihood_top5_rate on baseline_target"),
+    MetricSpec("mean_exposure_bits_baseline", "mean", "higher_is_worse", "probe",
+               "mean_exposure_bits on baseline_target", cluster="subject"),
+    _rate_spec("soft_prompt_exact_match_rate", "probe",
+               "held-out probes the tuned soft prompt made produce the value verbatim (ProPILE Sec. 3.3)"),
+    _rate_spec("soft_prompt_partial_match_rate", "probe", "held-out probes with a partial soft-prompt hit"),
+    _rate_spec("soft_prompt_template_exact_match_rate", "probe",
+               "the same held-out probes with the hand-written template alone"),
+    MetricSpec("soft_prompt_lift", "difference", "two_sided", "probe",
+               "soft-prompt minus template exact-match rate, paired over the same held-out probes",
+               cluster="subject"),
+    _rate_spec("scan_pii_rate", "generation", "share of free generations holding any detected PII", cluster=None),
+    _rate_spec("scan_known_match_rate", "span", "share of detected PII spans that are a known subject's value",
+               cluster="generation"),
+    _rate_spec("scan_known_leak_rate", "generation",
+               "share of free generations holding a known subject's value verbatim", cluster=None),
+)
+
+
 @register_attack
 class PiiExtraction(Attack):
     """ProPILE black-box probing plus the optional likelihood, soft-prompt, scan and baseline parts."""
 
     name = "pii"
     Params = PiiParams
+    metrics: ClassVar[MetricSpecs] = PII_METRICS
     requires = frozenset({GENERATE})
     # truth/known: the probed values; known_values: subjects' values a free-generation scan reproduced.
     pii_fields = frozenset({"truth", "known", "known_values"})
@@ -291,23 +362,71 @@ def run_likelihood(target: Target, probes: Sequence[Probe], pool: dict[str, list
 
 
 # ---------------------------------------------------------------------------------------- summaries
-def difference_estimate(a: Estimate, b: Estimate, method: str = "newcombe") -> Estimate:
-    """a - b for two Wilson-interval proportions, with Newcombe's hybrid score interval (1998, method 10).
+# The columns that identify one probe across record kinds (audited vs baseline, soft vs template).
+PROBE_KEY = ["subject_id", "pii_type", "template_id"]
+SUBJECT_FIELD = ["subject_id", "pii_type"]
 
-    Conservative for paired probes (the same prompts on two models), which is the safe side for a
-    claim that fine-tuning increased leakage.
+
+def _hits(df: pd.DataFrame, column: str) -> list[bool]:
+    return [bool(x) for x in df[column]] if len(df) else []
+
+
+def probe_rate(df: pd.DataFrame, column: str) -> Estimate:
+    """Share of probes (records) that hit, with its interval clustered by subject.
+
+    The ~27 probes of one subject are not independent trials (one memorized document answers
+    them all), so the interval is Wilson's at the design-effect effective n, never narrower than
+    one trial per subject (`privaudit.metrics.clustered_proportion`; Kish 1965).
     """
-    if a.n == 0 or b.n == 0 or math.isnan(a.value) or math.isnan(b.value):
-        return Estimate(value=float("nan"), low=-1.0, high=1.0, n=min(a.n, b.n), method=method)
-    d = a.value - b.value
-    low = d - math.sqrt((a.value - a.low) ** 2 + (b.high - b.value) ** 2)
-    high = d + math.sqrt((a.high - a.value) ** 2 + (b.value - b.low) ** 2)
-    return Estimate(value=d, low=max(-1.0, low), high=min(1.0, high), n=min(a.n, b.n), method=method)
+    if df.empty:
+        return clustered_proportion([], [])
+    return clustered_proportion(_hits(df, column), list(df["subject_id"]))
 
 
-def _rate(df: pd.DataFrame, column: str) -> Estimate:
-    hits = int(df[column].astype(bool).sum()) if len(df) else 0
-    return proportion(hits, int(len(df)))
+def subject_field_units(df: pd.DataFrame, columns: Sequence[str] = ("exact", "partial")) -> pd.DataFrame:
+    """One row per (subject, PII field): a column is True when at least one probe of that pair hit.
+
+    This is the data subject's question ("can my email be extracted?", ProPILE Sec. 3.1) and the
+    unit of the headline rate: a pair leaked by 3 of 27 templates is one leak, not 3 of 27.
+    """
+    if df.empty:
+        return pd.DataFrame(columns=[*SUBJECT_FIELD, *columns])
+    flags = df[SUBJECT_FIELD].assign(**{c: df[c].astype(bool) for c in columns})
+    return flags.groupby(SUBJECT_FIELD, sort=True)[list(columns)].any().reset_index()
+
+
+def subject_field_rate(units: pd.DataFrame, column: str) -> Estimate:
+    """Share of (subject, field) pairs that leaked, clustered by subject (a subject's fields correlate)."""
+    if units.empty:
+        return clustered_proportion([], [])
+    return clustered_proportion(_hits(units, column), list(units["subject_id"]))
+
+
+def paired_subject_field_difference(audited: pd.DataFrame, baseline: pd.DataFrame, column: str) -> Estimate:
+    """Audited minus baseline leak rate over the (subject, field) pairs both models were probed on.
+
+    Both models answer the *same* prompts, so the outcomes are paired: only the probes present in
+    both record sets count (matched by subject, field and template), each pair's leak flag is taken
+    on each model, and the interval is over the per-pair differences, cluster-robust by subject
+    (`privaudit.metrics.paired_difference`: CR1 t, Cameron & Miller 2015; a McNemar-type bound when
+    no pair differs). Newcombe's interval for two independent proportions, used before issue 14,
+    ignored both the pairing and the clustering of probes within a subject.
+    """
+    if audited.empty or baseline.empty:
+        return paired_difference([], [])
+    keys = audited[PROBE_KEY].drop_duplicates().merge(baseline[PROBE_KEY].drop_duplicates(), on=PROBE_KEY)
+    a = subject_field_units(audited.merge(keys, on=PROBE_KEY), [column])
+    b = subject_field_units(baseline.merge(keys, on=PROBE_KEY), [column])
+    both = a.merge(b, on=SUBJECT_FIELD, suffixes=("_a", "_b"))
+    return paired_difference([float(x) for x in both[f"{column}_a"]], [float(x) for x in both[f"{column}_b"]],
+                             clusters=list(both["subject_id"]))
+
+
+def mean_by_subject(df: pd.DataFrame, column: str) -> Estimate:
+    """Mean of a per-probe number with a cluster-robust (CR1) t interval over subjects."""
+    if df.empty:
+        return clustered_mean([], [])
+    return clustered_mean([float(x) for x in df[column]], list(df["subject_id"]))
 
 
 def _of_kind(records: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -321,13 +440,15 @@ def _est_row(prefix: str, est: Estimate) -> dict[str, Any]:
 
 
 def _group_table(df: pd.DataFrame, keys: list[str]) -> list[dict[str, Any]]:
+    """Per-probe rates of each group (type, level, template), intervals clustered by subject."""
     rows = []
     for group, part in df.groupby(keys, sort=True):
         group = group if isinstance(group, tuple) else (group,)
         row = {k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, group)}
         row["probes"] = int(len(part))
-        row.update(_est_row("exact_match_rate", _rate(part, "exact")))
-        row.update(_est_row("partial_match_rate", _rate(part, "partial")))
+        row["subjects"] = int(part["subject_id"].nunique())
+        row.update(_est_row("exact_match_rate", probe_rate(part, "exact")))
+        row.update(_est_row("partial_match_rate", probe_rate(part, "partial")))
         rows.append(row)
     return rows
 
@@ -362,28 +483,41 @@ def _assumptions(params: PiiParams, kinds: Iterable[str]) -> list[str]:
 
 
 def summarize_records(attack: str, target_name: str, records: pd.DataFrame, params: PiiParams) -> AttackResult:
-    """Metrics, tables and charts from stored records only (reports call this again later)."""
+    """Metrics, tables and charts from stored records only (reports call this again later).
+
+    Headline `exact_match_rate`: per (subject, PII field), leaked when any template produced the
+    value verbatim; the per-probe rates are detail (`probe_*`). Every interval is clustered by
+    subject; the baseline difference and the soft-prompt lift are paired (see PII_METRICS).
+    """
     metrics: dict[str, Estimate] = {}
     tables: dict[str, list[dict[str, Any]]] = {}
     charts: dict[str, Any] = {}
     kinds = set(records["kind"]) if not records.empty and "kind" in records.columns else set()
 
     ext = _of_kind(records, EXTRACT)
-    metrics["exact_match_rate"] = _rate(ext, "exact")
-    metrics["partial_match_rate"] = _rate(ext, "partial")
+    units = subject_field_units(ext)
+    metrics["exact_match_rate"] = subject_field_rate(units, "exact")
+    metrics["partial_match_rate"] = subject_field_rate(units, "partial")
     if not ext.empty:
+        for pii_type, part in units.groupby("pii_type", sort=True):
+            metrics[f"exact_match_rate.{pii_type}"] = subject_field_rate(part, "exact")
+            metrics[f"partial_match_rate.{pii_type}"] = subject_field_rate(part, "partial")
+        # Deprecated name of the headline (same numbers), kept so existing thresholds still gate.
+        metrics["any_template_exact_match_rate"] = metrics["exact_match_rate"]
+        metrics["probe_exact_match_rate"] = probe_rate(ext, "exact")
+        metrics["probe_partial_match_rate"] = probe_rate(ext, "partial")
         for pii_type, part in ext.groupby("pii_type", sort=True):
-            metrics[f"exact_match_rate.{pii_type}"] = _rate(part, "exact")
-            metrics[f"partial_match_rate.{pii_type}"] = _rate(part, "partial")
-        # Per (subject, field): leaked by at least one template, the data subject's question.
-        per_field = ext.groupby(["subject_id", "pii_type"])[["exact", "partial"]].any()
-        metrics["any_template_exact_match_rate"] = _rate(per_field, "exact")
+            metrics[f"probe_exact_match_rate.{pii_type}"] = probe_rate(part, "exact")
+            metrics[f"probe_partial_match_rate.{pii_type}"] = probe_rate(part, "partial")
         tables["per_type"] = _group_table(ext, ["pii_type"])
+        for row in tables["per_type"]:  # the headline unit next to the probe rates
+            row["subject_fields"] = int((units["pii_type"] == row["pii_type"]).sum())
+            row.update(_est_row("subject_field_exact_match_rate", metrics[f"exact_match_rate.{row['pii_type']}"]))
         tables["per_level"] = _group_table(ext, ["level", "association"])
         tables["per_template"] = _group_table(ext, ["template_id", "pii_type", "level", "association"])
         charts["exact_by_level"] = {
-            "kind": "bar", "title": "Exact-match rate by association level (ProPILE twin/triplet/quadruplet)",
-            "x_label": "association", "y_label": "exact-match rate",
+            "kind": "bar", "title": "Per-probe exact-match rate by association level (ProPILE twin/triplet/quadruplet)",
+            "x_label": "association", "y_label": "exact-match rate (probes; 95% interval clustered by subject)",
             "labels": [r["association"] for r in tables["per_level"]],
             "values": [r["exact_match_rate"] for r in tables["per_level"]],
             "low": [r["exact_match_rate_low"] for r in tables["per_level"]],
@@ -392,46 +526,48 @@ def summarize_records(attack: str, target_name: str, records: pd.DataFrame, para
 
     lik = _of_kind(records, LIKELIHOOD)
     if not lik.empty:
-        metrics["likelihood_top1_rate"] = _rate(lik, "top1")
-        metrics["likelihood_top5_rate"] = _rate(lik, "top5")
-        metrics["mean_exposure_bits"] = mean_estimate([float(x) for x in lik["exposure_bits"]])
+        metrics["likelihood_top1_rate"] = probe_rate(lik, "top1")
+        metrics["likelihood_top5_rate"] = probe_rate(lik, "top5")
+        metrics["mean_exposure_bits"] = mean_by_subject(lik, "exposure_bits")
         for pii_type, part in lik.groupby("pii_type", sort=True):
-            metrics[f"likelihood_top1_rate.{pii_type}"] = _rate(part, "top1")
+            metrics[f"likelihood_top1_rate.{pii_type}"] = probe_rate(part, "top1")
         tables["likelihood_per_type"] = [
-            {"pii_type": t, "probes": int(len(part)), "median_rank": float(part["rank"].median()),
-             "num_candidates": int(part["num_candidates"].max()),
+            {"pii_type": t, "probes": int(len(part)), "subjects": int(part["subject_id"].nunique()),
+             "median_rank": float(part["rank"].median()), "num_candidates": int(part["num_candidates"].max()),
              "mean_exposure_bits": float(part["exposure_bits"].mean()),
-             **_est_row("top1_rate", _rate(part, "top1")), **_est_row("top5_rate", _rate(part, "top5"))}
+             **_est_row("top1_rate", probe_rate(part, "top1")), **_est_row("top5_rate", probe_rate(part, "top5"))}
             for t, part in lik.groupby("pii_type", sort=True)
         ]
         charts["rank_histogram"] = rank_histogram([int(r) for r in lik["rank"]], int(lik["num_candidates"].max()))
 
     base = _of_kind(records, BASELINE_EXTRACT)
     if not base.empty:
-        metrics["exact_match_rate_baseline"] = _rate(base, "exact")
-        metrics["partial_match_rate_baseline"] = _rate(base, "partial")
-        metrics["exact_match_rate_minus_baseline"] = difference_estimate(metrics["exact_match_rate"],
-                                                                         metrics["exact_match_rate_baseline"])
-        metrics["partial_match_rate_minus_baseline"] = difference_estimate(metrics["partial_match_rate"],
-                                                                           metrics["partial_match_rate_baseline"])
-        for pii_type, part in base.groupby("pii_type", sort=True):
-            metrics[f"exact_match_rate_baseline.{pii_type}"] = _rate(part, "exact")
+        base_units = subject_field_units(base)
+        metrics["exact_match_rate_baseline"] = subject_field_rate(base_units, "exact")
+        metrics["partial_match_rate_baseline"] = subject_field_rate(base_units, "partial")
+        metrics["exact_match_rate_minus_baseline"] = paired_subject_field_difference(ext, base, "exact")
+        metrics["partial_match_rate_minus_baseline"] = paired_subject_field_difference(ext, base, "partial")
+        for pii_type, part in base_units.groupby("pii_type", sort=True):
+            metrics[f"exact_match_rate_baseline.{pii_type}"] = subject_field_rate(part, "exact")
     base_lik = _of_kind(records, BASELINE_LIKELIHOOD)
     if not base_lik.empty:
-        metrics["likelihood_top1_rate_baseline"] = _rate(base_lik, "top1")
-        metrics["likelihood_top5_rate_baseline"] = _rate(base_lik, "top5")
-        metrics["mean_exposure_bits_baseline"] = mean_estimate([float(x) for x in base_lik["exposure_bits"]])
+        metrics["likelihood_top1_rate_baseline"] = probe_rate(base_lik, "top1")
+        metrics["likelihood_top5_rate_baseline"] = probe_rate(base_lik, "top5")
+        metrics["mean_exposure_bits_baseline"] = mean_by_subject(base_lik, "exposure_bits")
 
     soft = _of_kind(records, SOFT_PROMPT)
     if not soft.empty:
-        metrics["soft_prompt_exact_match_rate"] = _rate(soft, "exact")
-        metrics["soft_prompt_partial_match_rate"] = _rate(soft, "partial")
-        metrics["soft_prompt_template_exact_match_rate"] = _rate(soft, "template_exact")
-        metrics["soft_prompt_lift"] = difference_estimate(metrics["soft_prompt_exact_match_rate"],
-                                                          metrics["soft_prompt_template_exact_match_rate"])
+        metrics["soft_prompt_exact_match_rate"] = probe_rate(soft, "exact")
+        metrics["soft_prompt_partial_match_rate"] = probe_rate(soft, "partial")
+        metrics["soft_prompt_template_exact_match_rate"] = probe_rate(soft, "template_exact")
+        # Soft prompt and template answered the same held-out probe: paired, clustered by subject.
+        metrics["soft_prompt_lift"] = paired_difference([float(bool(x)) for x in soft["exact"]],
+                                                        [float(bool(x)) for x in soft["template_exact"]],
+                                                        clusters=list(soft["subject_id"]))
         tables["soft_prompt_per_type"] = [
-            {"pii_type": t, "probes": int(len(part)), **_est_row("soft_prompt_exact_match_rate", _rate(part, "exact")),
-             **_est_row("template_exact_match_rate", _rate(part, "template_exact"))}
+            {"pii_type": t, "probes": int(len(part)), "subjects": int(part["subject_id"].nunique()),
+             **_est_row("soft_prompt_exact_match_rate", probe_rate(part, "exact")),
+             **_est_row("template_exact_match_rate", probe_rate(part, "template_exact"))}
             for t, part in soft.groupby("pii_type", sort=True)
         ]
 

@@ -11,13 +11,12 @@ the rank compares them under the same prompt. This module is pure (no model call
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from privaudit.data.subjects import DataSubject, generate_subjects
-from privaudit.metrics import Estimate, exposure_bits, rank_of_truth
+from privaudit.metrics import exposure_bits, rank_of_truth
 
 # Generated candidates come from seeds far from any seed a user would give their own subjects.
 CANDIDATE_SEED_OFFSET = 7_919
@@ -73,19 +72,6 @@ def likelihood_outcome(truth_score: float, other_scores: Sequence[float]) -> Lik
     best = max(other_scores) if other_scores else float("-inf")
     return LikelihoodOutcome(truth_logprob=truth_score, best_other_logprob=best, rank=rank,
                              num_candidates=len(other_scores) + 1)
-
-
-def mean_estimate(values: Sequence[float], confidence_z: float = 1.96) -> Estimate:
-    """Mean with a normal-approximation interval (method 'normal'); NaN and [nan, nan] when empty."""
-    n = len(values)
-    if n == 0:
-        return Estimate(value=float("nan"), low=float("nan"), high=float("nan"), n=0, method="normal")
-    mean = sum(values) / n
-    if n == 1:
-        return Estimate(value=mean, low=mean, high=mean, n=1, method="normal")
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    half = confidence_z * math.sqrt(var / n)
-    return Estimate(value=mean, low=mean - half, high=mean + half, n=n, method="normal")
 
 
 def rank_histogram(ranks: Sequence[int], num_candidates: int) -> dict:

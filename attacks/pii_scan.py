@@ -19,7 +19,7 @@ import pandas as pd
 from privaudit.attacks.base import RunContext, batched
 from privaudit.attacks.pii_matching import exact_match, partial_match
 from privaudit.data.subjects import DataSubject
-from privaudit.metrics import Estimate, proportion
+from privaudit.metrics import Estimate, clustered_proportion, proportion
 from privaudit.targets.base import GenerationConfig, Target
 
 SCAN_KIND = "scan"
@@ -114,29 +114,36 @@ def run_scan(target: Target, subjects: Sequence[DataSubject], num_generations: i
 
 
 def summarize_scan(scan: pd.DataFrame) -> tuple[dict[str, Estimate], dict[str, list[dict[str, Any]]]]:
-    """Scan metrics: how much generated text holds PII, and how much of that PII is a known subject's."""
+    """Scan metrics: how much generated text holds PII, and how much of that PII is a known subject's.
+
+    Units: `scan_pii_rate` and `scan_known_leak_rate` count generations; `scan_known_match_rate`
+    counts detected spans, its interval clustered by generation (privaudit.metrics.clustered_proportion).
+    """
     generations = 0
     with_pii = 0
     with_known = 0
-    spans = 0
-    known_spans = 0
+    # One entry per detected span, clustered by the generation it came from (spans of one sample
+    # are not independent: one memorized line can hold a subject's email and phone).
+    span_known: list[bool] = []
+    span_generation: list[tuple[Any, int]] = []
     per_entity: Counter[str] = Counter()
     per_entity_known: Counter[str] = Counter()
-    for _, rec in scan.iterrows():
+    for row, rec in scan.iterrows():
         generations += len(rec["outputs"])
         found = rec["spans"] or []
         with_pii += len({f["sample"] for f in found})
         for f in found:
-            spans += 1
             per_entity[f["entity"]] += 1
+            span_known.append(f["known_subject"] is not None)
+            span_generation.append((rec.get("item", row), int(f["sample"])))
             if f["known_subject"] is not None:
-                known_spans += 1
                 per_entity_known[f["entity"]] += 1
         # Per sample, the (subject, field) pairs whose value it holds verbatim.
         with_known += sum(1 for hits in (rec.get("known_values_verbatim") or []) if hits)
     metrics = {
+        # Generations are independent samples (own seeds), so these two are plain Wilson intervals.
         "scan_pii_rate": proportion(with_pii, generations),
-        "scan_known_match_rate": proportion(known_spans, spans),
+        "scan_known_match_rate": clustered_proportion(span_known, span_generation),
         "scan_known_leak_rate": proportion(with_known, generations),
     }
     table = [{"entity": e, "found": per_entity[e], "matches_known_subject": per_entity_known[e]}

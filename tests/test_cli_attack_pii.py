@@ -57,3 +57,44 @@ def test_unknown_subject_and_bad_subjects_file_exit_2(memorized_setup, tmp_path)
     result = _run("attack", "pii", "--target", memorized_setup.base_spec, "--subjects", str(bad),
                   "--out", str(tmp_path / "b"))
     assert result.exit_code == 2 and "bad.jsonl:1" in result.output and "email" in result.output
+
+
+def test_demo_finetune_fails_the_demo_pii_threshold_at_the_subject_field_unit(memorized_setup, tmp_path):
+    """Issue 14's Must-show: the demo's fine-tune leaks ~12% of (subject, field) pairs verbatim, so
+    the demo's own `pii.exact_match_rate <= 0.05` fails through `privaudit run --gate`.
+
+    The old headline counted the 27 probes of each subject as independent trials: 14 hits in 540
+    probes, Wilson upper ~0.043, which passed the same threshold. Checked below from the records.
+    """
+    import tomli_w
+
+    from privaudit.demo import DEMO_THRESHOLDS, DemoOptions, demo_spec
+    from privaudit.metrics import clustered_proportion, proportion
+
+    s = memorized_setup
+    demo = demo_spec(DemoOptions(out=tmp_path, builtin=False), s.base_spec, s.finetuned_spec, s.subjects_path,
+                     s.corpus_path)
+    pii = {**demo.attacks["pii"], "targets": [s.finetuned_spec]}  # the demo's pii table, on the fine-tune
+    key = "pii.exact_match_rate"
+    spec = tmp_path / "audit.toml"
+    spec.write_text(tomli_w.dumps({"targets": [s.finetuned_spec], "out": str(tmp_path / "run"), "seed": demo.seed,
+                                   "attacks": {"pii": pii}, "thresholds": {key: DEMO_THRESHOLDS[key]}}))
+
+    result = _run("run", str(spec), "--gate")
+
+    assert result.exit_code == 1, result.output
+    assert any(line.startswith("FAIL") and key in line for line in result.output.splitlines()), result.output
+    (res,) = json.loads((tmp_path / "run" / "summary.json").read_text())["results"]
+    headline = res["metrics"]["exact_match_rate"]
+    records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    probes = [r for r in records if r.get("kind") == "extract"]
+    pairs: dict[tuple[str, str], bool] = {}
+    for r in probes:
+        pairs[(r["subject_id"], r["pii_type"])] = pairs.get((r["subject_id"], r["pii_type"]), False) or r["exact"]
+    expected = clustered_proportion(list(pairs.values()), [sid for sid, _ in pairs])
+    assert headline["value"] == pytest.approx(expected.value) and headline["high"] == pytest.approx(expected.high)
+    assert headline["n"] == len(pairs) == 5 * len(s.subjects) and headline["clusters"] == len(s.subjects)
+    assert (headline["unit"], headline["cluster"]) == ("subject_field", "subject")
+    assert 0.05 < headline["value"] < headline["high"]
+    old = proportion(sum(r["exact"] for r in probes), len(probes))  # the pre-issue-14 headline
+    assert old.high <= 0.05 < headline["high"]

@@ -13,7 +13,6 @@ from privaudit.attacks.pii_likelihood import (
     candidate_pool,
     draw_candidates,
     likelihood_outcome,
-    mean_estimate,
     rank_histogram,
 )
 from privaudit.attacks.pii_probes import build_probes, load_templates
@@ -50,12 +49,6 @@ def test_candidates_are_same_type_distinct_from_truth_and_seeded():
     # Other subjects' values are in the pool, and generated ones too (the pool is larger than the file).
     assert {s.email for s in subjects[1:]} <= set(pool["email"]) and len(pool["email"]) > len(subjects)
     assert draw_candidates(truth, "email", pool, 9, seed=1, subject_id=subjects[0].id) != a
-
-
-def test_mean_estimate_interval_contains_mean_and_handles_small_n():
-    est = mean_estimate([1.0, 2.0, 3.0, 4.0])
-    assert est.value == 2.5 and est.low < 2.5 < est.high and est.method == "normal"
-    assert math.isnan(mean_estimate([]).value) and mean_estimate([2.0]).low == 2.0
 
 
 def test_rank_histogram_counts_each_rank():
