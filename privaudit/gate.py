@@ -75,6 +75,7 @@ class GateCheck:
     status: Status
     compared: float | None  # the number that was compared (the chosen bound), None if unmeasured
     direction: str  # the metric's declared direction; "two_sided" compares absolute sizes
+    compared_as: str  # which number was compared: upper, lower, value, max |bound|, min |bound|, |value|
     value: float | None
     low: float | None
     high: float | None
@@ -264,7 +265,7 @@ def _check(key: str, attack: str, metric: str, target: str, cond: Condition, est
         n = None
     compared, how = _compared_number(cond, direction, value, low, high)
     base = dict(key=key, attack=attack, metric=metric, target=target, op=cond.op, threshold=cond.threshold,
-                bound=cond.bound, direction=direction, value=value, low=low, high=high, n=n)
+                bound=cond.bound, direction=direction, compared_as=how, value=value, low=low, high=high, n=n)
     if estimate is None:
         return GateCheck(**base, status="unmeasured", compared=None,
                          message=f"{metric} was not reported for target {target}")
