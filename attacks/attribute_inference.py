@@ -48,7 +48,6 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import pandas as pd
 
-from privaudit.attacks.attribute_baseline import cross_fitted_predictions
 from privaudit.attacks.attribute_parser import parse_answer
 from privaudit.attacks.attribute_scoring import (
     LOCATION_ATTRIBUTES,
@@ -311,6 +310,8 @@ class AttributeInference(Attack):
     def _run_baseline(self, ctx: RunContext, target_name: str, authors: Sequence[Author],
                       texts: Mapping[str, Sequence[str]], condition: str, extra: Any) -> None:
         """Cross-fitted TF-IDF + logistic regression and the majority class, per attribute (seeded)."""
+        from privaudit.attacks.attribute_baseline import cross_fitted_predictions  # lazy: sklearn ~2 s to import
+
         todo = {a.author_id for a in self._pending_authors(ctx, target_name, authors, condition)}
         if not todo:
             return

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from privaudit.metrics import Estimate
 
@@ -69,6 +68,8 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    from scipy.stats import rankdata  # lazy: scipy.stats costs ~2 s of CLI start, and specs load without it
+
     ranks = rankdata(np.concatenate([pos, neg]))  # average ranks: ties count one half
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
     return float(u / (len(pos) * len(neg)))
