@@ -133,3 +133,56 @@ def test_schema_doc_names_the_version_and_every_field():
                "accountant", "count", "max"}
     for word in set(KINDS) | set(DIRECTIONS) | methods:
         assert f"`{word}`" in doc, word
+
+
+# -- a re-render keeps the contract ----------------------------------------------------------------
+def _compare_entry():
+    import pandas as pd
+
+    from privaudit.compare import comparison_rows, summary_result
+    from privaudit.defenses.registry import DefendedModel, PrivacyReport, TrainingReport
+
+    variants = {"dp_sgd": DefendedModel("dp_sgd", "hf:/v/dp", Path("/v/dp"), TrainingReport(10, 3.0, 1.0, 30.0),
+                                        PrivacyReport(7.5, 1e-5, 1.0, 1.0, 0.1, 10, "prv"))}
+    rows = comparison_rows(variants, {})
+    return summary_result(rows, pd.DataFrame(rows))
+
+
+def test_a_re_render_keeps_every_metrics_contract_and_gates_the_same(fixture_attack, tmp_path):
+    from privaudit.gate import run_gate
+    from privaudit.reports import write_reports
+    from privaudit.reports.rundir import render_run
+
+    run = tmp_path / "run"
+    results = write_run(run, make_subjects(4))
+    manifest = json.loads((run / "manifest.json").read_text())
+    # the compare pseudo-result is no registered attack: a re-render shows it from summary.json
+    write_reports(run, [*results, _compare_entry()], manifest, thresholds={"compare.epsilon.dp_sgd": "<= 8"})
+    before = json.loads((run / "summary.json").read_text())
+    render_run(run)
+    after = json.loads((run / "summary.json").read_text())
+    assert [r["metrics"] for r in after["results"]] == [r["metrics"] for r in before["results"]]
+    eps = after["results"][-1]["metrics"]["epsilon.dp_sgd"]
+    assert (eps["kind"], eps["direction"], eps["method"], eps["n"]) == ("point", "higher_is_worse", "accountant", 0)
+    assert any("shown from summary.json" in n for n in after["notes"])
+    assert after["gate"]["status"] == "pass" and run_gate(run, {"compare.epsilon.dp_sgd": "<= 7"}).exit_code == 1
+
+
+def test_a_1x_run_folder_is_re_rendered_into_2x_but_not_gated(fixture_attack, tmp_path):
+    from privaudit.gate import run_gate
+    from privaudit.reports.rundir import render_run
+
+    run = tmp_path / "run"
+    write_run(run, make_subjects(4))
+    old = json.loads((run / "summary.json").read_text())
+    old["schema_version"] = "1.0"
+    for res in old["results"]:
+        res["metrics"] = {k: {f: v[f] for f in ("value", "low", "high", "n", "method")} for k, v in res["metrics"].items()}
+    (run / "summary.json").write_text(json.dumps(old), encoding="utf-8")
+    with pytest.raises(InputError, match="unsupported '1.0'.*privaudit report"):
+        run_gate(run, {f"{ATTACK_NAME}.exact_match_rate": "<= 0.99"})
+    render_run(run)
+    new = read_summary(run / "summary.json")
+    assert new["schema_version"] == SCHEMA_VERSION
+    assert new["results"][0]["metrics"]["exact_match_rate"]["direction"] == "higher_is_worse"
+    assert run_gate(run, {f"{ATTACK_NAME}.exact_match_rate": "<= 0.99"}).exit_code == 0
