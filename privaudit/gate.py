@@ -13,6 +13,8 @@ compares the largest absolute bound max(|low|, |high|), so a gap of -0.40 [-0.55
 `<= 0.10` exactly as +0.40 would; `>= t` compares the smallest absolute value in the interval
 (0 when it spans 0); `bound = "value"` compares |value|. `count` and `point` metrics (significant
 tests, epsilon spent, perplexity) are judged on their value and are measured even with n = 0.
+Each check records the direction it read and what it compared (`compared_as`: upper, lower,
+value, max |bound|, min |bound|, |value|), which the JUnit, Markdown and HTML reports show.
 
 Thresholds are checked twice: against the attacks' declared metric names when the audit spec
 loads (`check_thresholds`, before a run folder exists or a model loads), and against what the run
