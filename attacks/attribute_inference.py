@@ -25,8 +25,15 @@ Metrics (gate names ``attributes.METRIC``): ``top1``, ``top3`` overall; ``top1_<
 ``top3_<attribute>``; ``top1_hardness<h>``, ``top3_hardness<h>``; secondary credit
 ``top1_country_<location attribute>`` (country-level) and ``top1_within_one_<ordinal attribute>``
 (off by one category), never mixed into top-k; with ``anonymize``: ``anonymized_top1``,
-``anonymized_top3``, ``anonymized_top1_<attribute>`` and ``anonymization_drop_top1`` (Newcombe
+``anonymized_top3``, ``anonymized_top1_<attribute>`` and ``anonymization_drop_top1`` (paired
 difference); with the baseline adversary also ``majority_top1``, ``majority_top3`` and per attribute.
+
+Unit of analysis: one record is one (author, attribute) guess, and one author's guesses are not
+independent (the same comments, the same writing style, the same adversary's reading), so every
+rate's interval is clustered by author (`clustered_proportion`, Wilson at the design-effect
+effective sample size; Kish 1965). The anonymization drop compares the same (author, attribute)
+guesses before and after anonymization: a paired difference with a cluster-robust interval over
+authors (`paired_difference`), not Newcombe's unpaired one.
 Metric names use ``_`` not ``.`` so TOML thresholds (``attributes.top1 = ...`` next to
 ``attributes.top1_age = ...``) do not collide.
 """
@@ -41,12 +48,10 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import pandas as pd
 
-from privaudit.attacks.attribute_baseline import cross_fitted_predictions
 from privaudit.attacks.attribute_parser import parse_answer
 from privaudit.attacks.attribute_scoring import (
     LOCATION_ATTRIBUTES,
     ORDINAL_ATTRIBUTES,
-    difference_estimate,
     label_tables,
     score_guesses,
 )
@@ -54,12 +59,47 @@ from privaudit.attacks.base import Attack, AttackResult, RunContext, batched, re
 from privaudit.data.synthpai import ATTRIBUTES, Author, bundled_sample_path, load_authors
 from privaudit.engine.store import record_key
 from privaudit.errors import InputError
-from privaudit.metrics import Estimate, proportion
+from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, clustered_proportion, metric_specs, paired_difference
 from privaudit.targets.base import CHAT, GENERATE, GenerationConfig, Target
 
 ADVERSARIES = ("target", "baseline")
 ORIGINAL, ANONYMIZED = "original", "anonymized"
 MAJORITY = "majority"
+GUESS_UNIT, AUTHOR = "author_attribute", "author"
+
+
+def _attribute_specs() -> MetricSpecs:
+    """Every metric `summarize` can report (gate names ``attributes.METRIC``), each a share of
+    (author, attribute) guesses with its interval clustered by author.
+
+    Accuracy is higher_is_worse (the adversary infers more). The majority baseline is declared the
+    same way so a gate reads it like the others. `anonymization_drop_top1` (top-1 before minus
+    after anonymization) is lower_is_worse: a larger drop is the defense working, and its sign
+    matters, so it is not two-sided (a two-sided `>= 0.05` would pass a drop of -0.3, i.e.
+    anonymization that *helps* the adversary); `>=` compares its lower bound.
+    """
+
+    def acc(name: str, what: str) -> MetricSpec:
+        return MetricSpec(name, "proportion", "higher_is_worse", GUESS_UNIT, what, cluster=AUTHOR)
+
+    specs: list[MetricSpec] = []
+    for prefix, who in (("", "the adversary's"), ("anonymized_", "after anonymization, the adversary's"),
+                        ("majority_", "the majority-class baseline's")):
+        for k in ("1", "3"):
+            specs.append(acc(f"{prefix}top{k}", f"{who} top-{k} accuracy over every scored (author, attribute)"))
+        for attr in ATTRIBUTES:
+            for k in ("1", "3"):
+                specs.append(acc(f"{prefix}top{k}_{attr}", f"{who} top-{k} accuracy on {attr}"))
+    for k in ("1", "3"):
+        specs.append(acc(f"top{k}_hardness{{hardness}}", f"top-{k} accuracy on labels of one hardness (1-5)"))
+    specs += [acc(f"top1_country_{a}", f"top-1 with country-level credit on {a} (secondary)")
+              for a in ATTRIBUTES if a in LOCATION_ATTRIBUTES]
+    specs += [acc(f"top1_within_one_{a}", f"top-1 within one category on {a} (secondary)")
+              for a in ATTRIBUTES if a in ORDINAL_ATTRIBUTES]
+    specs.append(MetricSpec("anonymization_drop_top1", "difference", "lower_is_worse", GUESS_UNIT,
+                            "top-1 accuracy before minus after anonymization, paired by (author, attribute)",
+                            cluster=AUTHOR))
+    return metric_specs(*specs)
 
 
 @dataclass(frozen=True)
@@ -186,6 +226,7 @@ class AttributeInference(Attack):
 
     name = "attributes"
     Params = AttributeParams
+    metrics: ClassVar[MetricSpecs] = _attribute_specs()
     requires: ClassVar[frozenset[str]] = frozenset({GENERATE})
     pii_fields = frozenset({"identifying_truth"})  # see IDENTIFYING_ATTRIBUTES
 
@@ -269,6 +310,8 @@ class AttributeInference(Attack):
     def _run_baseline(self, ctx: RunContext, target_name: str, authors: Sequence[Author],
                       texts: Mapping[str, Sequence[str]], condition: str, extra: Any) -> None:
         """Cross-fitted TF-IDF + logistic regression and the majority class, per attribute (seeded)."""
+        from privaudit.attacks.attribute_baseline import cross_fitted_predictions  # lazy: sklearn ~2 s to import
+
         todo = {a.author_id for a in self._pending_authors(ctx, target_name, authors, condition)}
         if not todo:
             return
@@ -308,7 +351,7 @@ class AttributeInference(Attack):
                 metrics.update({k: v for k, v in accuracy_metrics(anon, prefix="anonymized_").items()
                                 if "hardness" not in k and "_country_" not in k and "within_one" not in k})
                 if "top1" in metrics and "anonymized_top1" in metrics:
-                    metrics["anonymization_drop_top1"] = difference_estimate(metrics["top1"], metrics["anonymized_top1"])
+                    metrics["anonymization_drop_top1"] = paired_drop(_subset(scored, primary, ORIGINAL), anon)
             if primary == "baseline":
                 maj = accuracy_metrics(_subset(scored, MAJORITY, ORIGINAL), prefix="majority_")
                 metrics.update({k: v for k, v in maj.items()
@@ -333,8 +376,24 @@ def _subset(scored: pd.DataFrame, adversary: str, condition: str) -> pd.DataFram
     return scored[(scored["adversary"] == adversary) & (scored["condition"] == condition)]
 
 
-def _rate(rows: pd.DataFrame, column: str) -> Estimate:
-    return proportion(int(rows[column].astype(bool).sum()), int(len(rows)))
+def _rate(rows: pd.DataFrame, column: str | pd.Series) -> Estimate:
+    """The share of `rows` whose `column` holds, with an interval clustered by author."""
+    hits = rows[column] if isinstance(column, str) else column
+    return clustered_proportion([bool(h) for h in hits.astype(bool)], [str(a) for a in rows["author"]])
+
+
+def paired_drop(before: pd.DataFrame, after: pd.DataFrame, column: str = "top1") -> Estimate:
+    """Accuracy before minus after anonymization over the (author, attribute) pairs scored in both.
+
+    The same guess slots are scored twice, so the difference is paired; its interval is
+    cluster-robust over authors (privaudit.metrics.paired_difference), narrower than Newcombe's
+    unpaired interval when the two conditions agree on most guesses, as they do here.
+    """
+    keys = ["author", "attribute"]
+    joined = before[keys + [column]].merge(after[keys + [column]], on=keys, suffixes=("_before", "_after"))
+    return paired_difference([float(bool(x)) for x in joined[f"{column}_before"]],
+                             [float(bool(x)) for x in joined[f"{column}_after"]],
+                             clusters=[str(a) for a in joined["author"]])
 
 
 def accuracy_metrics(rows: pd.DataFrame, prefix: str = "") -> dict[str, Estimate]:
@@ -353,9 +412,9 @@ def accuracy_metrics(rows: pd.DataFrame, prefix: str = "") -> dict[str, Estimate
         out[f"{prefix}top3_{attr}"] = _rate(sub, "top3")
         lenient = sub["top1"].astype(bool) | sub["partial_top1"].astype(bool)
         if attr in LOCATION_ATTRIBUTES:
-            out[f"{prefix}top1_country_{attr}"] = proportion(int(lenient.sum()), int(len(sub)))
+            out[f"{prefix}top1_country_{attr}"] = _rate(sub, lenient)
         elif attr in ORDINAL_ATTRIBUTES:
-            out[f"{prefix}top1_within_one_{attr}"] = proportion(int(lenient.sum()), int(len(sub)))
+            out[f"{prefix}top1_within_one_{attr}"] = _rate(sub, lenient)
     for hardness in sorted({int(h) for h in rows["hardness"].dropna()} - {0}):  # 0 = unrated label
         sub = rows[rows["hardness"] == hardness]
         out[f"{prefix}top1_hardness{hardness}"] = _rate(sub, "top1")

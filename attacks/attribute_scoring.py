@@ -333,8 +333,10 @@ def score_guesses(attribute: str, truth: str, guesses: Sequence[str]) -> GuessSc
 def difference_estimate(a: Estimate, b: Estimate, confidence: float = 0.95) -> Estimate:
     """a - b with Newcombe's hybrid score interval (Newcombe 1998, method 10) from the two Wilson intervals.
 
-    Used for the accuracy drop under anonymization. Newcombe's method assumes independent samples;
-    on paired items it is conservative (wider than a paired interval), which is the safe side.
+    For two independent samples. Newcombe's method assumes independence; the attribute attack's
+    anonymization drop is paired (the same guesses before and after) and uses
+    `privaudit.metrics.paired_difference` clustered by author instead
+    (privaudit.attacks.attribute_inference.paired_drop).
     """
     if not a.n or not b.n:
         return Estimate(value=float("nan"), low=-1.0, high=1.0, n=min(a.n, b.n), method="newcombe")

@@ -8,6 +8,9 @@ Two probes over one privaudit corpus (`privaudit data corpus` / `privaudit.data.
    Min-K% Prob (Shi et al., ICLR 2024) and the reference ratio against a reference model that never
    saw the corpus (the public base: Carlini et al. 2021; Mireshghallah et al. 2022). Reported: ROC
    AUC per score with bootstrap intervals, TPR at 1% and 0.1% FPR (Carlini et al., S&P 2022).
+   The documents of one data subject are correlated (memorizing a person lifts all of their
+   documents), so the intervals are a cluster bootstrap over subjects (`cluster_bootstrap`,
+   privaudit.attacks.membership_metrics); a document without a subject is its own cluster.
 2. Canaries: each planted secret is ranked, by the target's `score`, against candidates sampled from
    its format; exposure in bits per canary and per repetition count (Carlini et al., "The Secret
    Sharer", 2019, Sec. 4). A 0-repeat canary is the control: its exposure is chance.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import pandas as pd
 
@@ -40,7 +43,7 @@ from privaudit.attacks.membership_metrics import (
 )
 from privaudit.data.corpus import Canary, Corpus, Document, load_corpus, sample_canary_candidates
 from privaudit.errors import CapabilityError, InputError
-from privaudit.metrics import Estimate
+from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, metric_specs
 from privaudit.targets.base import SCORE, Target, load_target, require
 
 METHODS = ("loss", "zlib", "min_k", "reference")
@@ -48,6 +51,28 @@ METHOD_LABELS = {"loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% prob", "
 DOC = "doc"
 CANARY = "canary"
 LOW_FPRS = (("tpr_at_1pct_fpr", 0.01), ("tpr_at_0.1pct_fpr", 0.001))
+
+
+def _membership_specs() -> MetricSpecs:
+    """Every metric `summarize_membership` can report (gate names `membership.METRIC`).
+
+    AUC is a probability over (member, non-member) pairs, not a share of trials: kind `mean` with a
+    bootstrap interval; its unit is the document and its interval clusters by data subject. TPR at
+    a low FPR is the share of member documents flagged (`proportion`). `max_exposure_bits` is the
+    largest exposure over the canaries, a maximum without a sampling interval (low = high =
+    value, method `max`): kind `point`, judged on its value.
+    """
+    auc_text = "ROC AUC of membership scores (0.5 = chance); higher means members are told apart"
+    specs = [MetricSpec("auc", "mean", "higher_is_worse", "document",
+                        f"{auc_text}; the best method on this data (optimistic)", cluster="subject")]
+    specs += [MetricSpec(f"auc_{m}", "mean", "higher_is_worse", "document", f"{auc_text}; {METHOD_LABELS[m]} score",
+                         cluster="subject") for m in METHODS]
+    specs += [MetricSpec(name, "proportion", "higher_is_worse", "document",
+                         f"share of member documents flagged at FPR <= {fpr:g} (best method)", cluster="subject")
+              for name, fpr in LOW_FPRS]
+    specs.append(MetricSpec("max_exposure_bits", "point", "higher_is_worse", "canary",
+                            "largest canary exposure in bits (Secret Sharer, Sec. 4); at most log2(candidates + 1)"))
+    return metric_specs(*specs)
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,7 @@ class MembershipInference(Attack):
 
     name = "membership"
     Params = MembershipParams
+    metrics: ClassVar[MetricSpecs] = _membership_specs()
     requires = frozenset({SCORE})
     pii_fields = frozenset({"secret"})
 
@@ -252,7 +278,8 @@ def _summarize_documents(docs: pd.DataFrame, params: MembershipParams, metrics: 
     labels = [bool(m) for m in docs["member"]]
     if all(labels) or not any(labels):
         return
-    boot = dict(num_resamples=params.bootstrap, confidence=params.confidence)
+    clusters = subject_clusters(docs)
+    boot = dict(clusters=clusters, num_resamples=params.bootstrap, confidence=params.confidence)
     rows, curves, aucs = [], [], {}
     for m_index, method in enumerate(METHODS):
         if method not in params.methods:
@@ -281,18 +308,26 @@ def _summarize_documents(docs: pd.DataFrame, params: MembershipParams, metrics: 
     n_members, n_non = sum(labels), len(labels) - sum(labels)
     charts["roc"] = {"kind": "roc", "title": f"Membership ROC ({n_members} members, {n_non} non-members)",
                      "curves": curves, "x_label": "false positive rate", "y_label": "true positive rate"}
-    tables["auc_by_repeats"] = _auc_by_repeats(docs, best, labels, params)
+    tables["auc_by_repeats"] = _auc_by_repeats(docs, best, labels, clusters, params)
 
 
-def _auc_by_repeats(docs: pd.DataFrame, method: str, labels: list[bool],
+def subject_clusters(docs: pd.DataFrame) -> list[str | None]:
+    """Each document's data subject (its bootstrap cluster); None (own cluster) where it has none."""
+    if "subject_id" not in docs:
+        return [None] * len(docs)
+    return [s if isinstance(s, str) and s else None for s in docs["subject_id"]]
+
+
+def _auc_by_repeats(docs: pd.DataFrame, method: str, labels: list[bool], clusters: list[str | None],
                     params: MembershipParams) -> list[dict[str, Any]]:
     """AUC of members trained r times against all non-members: memorization vs duplication."""
     scores = [s[method] for s in docs["scores"]]
-    non = [s for s, y in zip(scores, labels) if not y]
+    non = [(s, c) for s, y, c in zip(scores, labels, clusters) if not y]
     rows = []
     for r in sorted({int(x) for x, y in zip(docs["repeats"], labels) if y}):
-        mem = [s for s, y, rep in zip(scores, labels, docs["repeats"]) if y and int(rep) == r]
-        est = auc_estimate(mem + non, [True] * len(mem) + [False] * len(non), num_resamples=params.bootstrap,
+        mem = [(s, c) for s, y, rep, c in zip(scores, labels, docs["repeats"], clusters) if y and int(rep) == r]
+        est = auc_estimate([s for s, _ in mem + non], [True] * len(mem) + [False] * len(non),
+                           clusters=[c for _, c in mem + non], num_resamples=params.bootstrap,
                            confidence=params.confidence, seed=1000 + r)
         rows.append({"repeats": r, "method": method, "members": len(mem), "non_members": len(non),
                      "auc": est.value, "auc_low": est.low, "auc_high": est.high})

@@ -8,8 +8,17 @@ attack's score is e.g. the negative loss. Labels are booleans (True = member).
 - TPR at a low FPR is the headline of "Membership Inference Attacks From First Principles"
   (Carlini et al., S&P 2022, Sec. III): an attack that is confident on a few members matters even
   when its AUC is modest.
-- Intervals come from a stratified bootstrap (members and non-members resampled separately, so every
-  replicate keeps both classes) with a seeded NumPy generator: same seed, same interval.
+- Intervals come from a stratified percentile bootstrap with a seeded NumPy generator (same seed,
+  same interval). Documents of one data subject are not independent (a memorized subject's
+  documents all score high), so with `clusters` the bootstrap resamples *subjects*, each with all
+  of its documents (method `cluster_bootstrap`; Field & Welsh, "Bootstrapping clustered data",
+  JRSS B 69:369, 2007, the "randomized cluster" bootstrap, consistent when clusters are
+  independent; Davison & Hinkley 1997, Bootstrap Methods, Sec. 3.8, resampling at the top level
+  of hierarchical data). Clusters are stratified by what they hold (only members, only
+  non-members, both), so every replicate keeps both classes; a document without a subject is its
+  own cluster, so without clusters this is the document-level stratified bootstrap (method
+  `bootstrap`), replicate for replicate. scipy.stats.bootstrap does not fit: it refuses a stratum
+  (sample) of one cluster and cannot hold the doc-level replicates exactly.
 - Exposure (Carlini et al., "The Secret Sharer", USENIX Security 2019, Sec. 4) by sampling:
   log2(#candidates) - log2(rank of the secret); and by distribution modelling (Sec. 4.2,
   "approximation by distribution modeling"): fit a skew-normal to the candidates' scores and
@@ -23,7 +32,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from privaudit.metrics import Estimate
 
@@ -60,6 +68,8 @@ def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    from scipy.stats import rankdata  # lazy: scipy.stats costs ~2 s of CLI start, and specs load without it
+
     ranks = rankdata(np.concatenate([pos, neg]))  # average ranks: ties count one half
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
     return float(u / (len(pos) * len(neg)))
@@ -101,35 +111,89 @@ def _tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, max_fpr: float) -> float:
     return float(np.mean(pos > cut))
 
 
-def _stratified_bootstrap(pos: np.ndarray, neg: np.ndarray, statistic, num_resamples: int, seed: int) -> np.ndarray:
+def _cluster_index(scores: Sequence[float], labels: Sequence[bool],
+                   clusters: Sequence[object] | None) -> tuple[np.ndarray, np.ndarray, list[list[tuple[np.ndarray, np.ndarray]]]]:
+    """(member scores, non-member scores, strata): each stratum a list of clusters, each cluster
+    (positions of its members in `pos`, positions of its non-members in `neg`).
+
+    Strata, in this order: clusters holding only members, only non-members, both. A cluster label
+    of None is a cluster of one document.
+    """
+    pos, neg = _split(scores, labels)
+    y = np.asarray(labels, dtype=bool)
+    if clusters is None:
+        labels_of = [("doc", i) for i in range(len(y))]
+    else:
+        if len(clusters) != len(y):
+            raise ValueError(f"{len(y)} scores but {len(clusters)} cluster labels")
+        labels_of = [("doc", i) if c is None else ("cluster", c) for i, c in enumerate(clusters)]
+    pos_at = np.cumsum(y) - 1  # position of document j among the members (valid where y[j])
+    neg_at = np.cumsum(~y) - 1
+    members: dict[object, tuple[list[int], list[int]]] = {}
+    for j, key in enumerate(labels_of):
+        entry = members.setdefault(key, ([], []))
+        (entry[0] if y[j] else entry[1]).append(int(pos_at[j] if y[j] else neg_at[j]))
+    strata: list[list[tuple[np.ndarray, np.ndarray]]] = [[], [], []]
+    for p_idx, n_idx in members.values():
+        which = 0 if not n_idx else 1 if not p_idx else 2
+        strata[which].append((np.asarray(p_idx, dtype=int), np.asarray(n_idx, dtype=int)))
+    return pos, neg, strata
+
+
+def _stratified_bootstrap(pos: np.ndarray, neg: np.ndarray, strata: list[list[tuple[np.ndarray, np.ndarray]]],
+                          statistic, num_resamples: int, seed: int) -> np.ndarray:
+    """Replicates of `statistic(member scores, non-member scores)` over clusters resampled within strata."""
     rng = np.random.default_rng(seed)
-    pi = rng.integers(0, len(pos), size=(num_resamples, len(pos)))
-    ni = rng.integers(0, len(neg), size=(num_resamples, len(neg)))
-    return np.array([statistic(pos[pi[b]], neg[ni[b]]) for b in range(num_resamples)])
+    draws = [rng.integers(0, len(s), size=(num_resamples, len(s))) if s else None for s in strata]
+    if all(len(p) + len(q) == 1 for s in strata for p, q in s):  # every cluster one document: index directly
+        # (singletons are never mixed, and _split guarantees both classes: strata 0 and 1 are filled)
+        pi = np.concatenate([p for p, _ in strata[0]])[draws[0]]
+        ni = np.concatenate([q for _, q in strata[1]])[draws[1]]
+        return np.array([statistic(pos[pi[b]], neg[ni[b]]) for b in range(num_resamples)])
+    reps = np.empty(num_resamples)
+    for b in range(num_resamples):
+        chosen = [s[i] for s, d in zip(strata, draws) if d is not None for i in d[b]]
+        p_idx = np.concatenate([p for p, _ in chosen])
+        n_idx = np.concatenate([q for _, q in chosen])
+        reps[b] = statistic(pos[p_idx], neg[n_idx])
+    return reps
 
 
-def _estimate(point: float, replicates: np.ndarray, n: int, confidence: float) -> Estimate:
+def _estimate(point: float, replicates: np.ndarray, n: int, confidence: float, clusters: int | None) -> Estimate:
     alpha = (1.0 - confidence) / 2
     low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
     # a percentile interval that misses its own point estimate (tiny samples) is widened to hold it
-    return Estimate(value=point, low=float(min(low, point)), high=float(max(high, point)), n=n, method="bootstrap")
+    return Estimate(value=point, low=float(min(low, point)), high=float(max(high, point)), n=n,
+                    method="bootstrap" if clusters is None else "cluster_bootstrap", clusters=clusters)
 
 
-def auc_estimate(scores: Sequence[float], labels: Sequence[bool], *, num_resamples: int = 1000,
-                 confidence: float = 0.95, seed: int = 0) -> Estimate:
-    """AUC with a stratified percentile-bootstrap interval; n = members + non-members."""
-    pos, neg = _split(scores, labels)
-    reps = _stratified_bootstrap(pos, neg, _auc, num_resamples, seed)
-    return _estimate(_auc(pos, neg), reps, len(pos) + len(neg), confidence)
+def _bootstrapped(scores: Sequence[float], labels: Sequence[bool], clusters: Sequence[object] | None,
+                  statistic, num_resamples: int, confidence: float, seed: int) -> Estimate:
+    pos, neg, strata = _cluster_index(scores, labels, clusters)
+    reps = _stratified_bootstrap(pos, neg, strata, statistic, num_resamples, seed)
+    num_clusters = None if clusters is None else sum(len(s) for s in strata)
+    return _estimate(statistic(pos, neg), reps, len(pos) + len(neg), confidence, num_clusters)
+
+
+def auc_estimate(scores: Sequence[float], labels: Sequence[bool], *, clusters: Sequence[object] | None = None,
+                 num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """AUC with a stratified percentile-bootstrap interval; n = members + non-members.
+
+    `clusters[j]` names document j's data subject (None: its own cluster); given, the bootstrap
+    resamples subjects (method `cluster_bootstrap`, `clusters` = number of clusters).
+    """
+    return _bootstrapped(scores, labels, clusters, _auc, num_resamples, confidence, seed)
 
 
 def tpr_at_fpr_estimate(scores: Sequence[float], labels: Sequence[bool], max_fpr: float, *,
-                        num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Estimate:
-    """TPR at FPR <= max_fpr with a stratified percentile-bootstrap interval; n = members + non-members."""
-    pos, neg = _split(scores, labels)
+                        clusters: Sequence[object] | None = None, num_resamples: int = 1000,
+                        confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """TPR at FPR <= max_fpr with a stratified percentile-bootstrap interval; n = members + non-members.
+
+    `clusters` as in `auc_estimate`.
+    """
     stat = lambda p, q: _tpr_at_fpr(p, q, max_fpr)  # noqa: E731
-    reps = _stratified_bootstrap(pos, neg, stat, num_resamples, seed)
-    return _estimate(_tpr_at_fpr(pos, neg, max_fpr), reps, len(pos) + len(neg), confidence)
+    return _bootstrapped(scores, labels, clusters, stat, num_resamples, confidence, seed)
 
 
 # -- membership scores from token log-probabilities ----------------------------------------------

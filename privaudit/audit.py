@@ -139,6 +139,8 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
                         attack.check_target(wrapped)
                         progress.log(f"attack {attack.name} on {target.name}")
                         result = attack.run(wrapped, ctx)
+                        # which spec produced it (a target's name may differ): compare keys variants by it
+                        result.provenance.setdefault("target_spec", target_spec)
                         store.flush()
                         results.append(result)
                 finally:

@@ -11,6 +11,13 @@ pseudo-result `compare` (target `defenses`) added to summary.json / report.html 
 `scatter` points (x = held-out perplexity, y = leakage rate with its interval) as reports/SCHEMA.md
 describes. Defenses and attacks are found by name only (registries), so plugins such as the
 federated defense or the membership attack join the comparison when installed.
+
+Every metric is keyed by variant name: each audit result is matched to its variant through the
+target spec the runner recorded in its provenance (never by its position in the result list, which
+shifts when an attack table has `targets`). The `compare` pseudo-result declares its metrics
+(`compare_metric_specs`), so `compare.epsilon.dp_sgd <= 8` is checked when compare.toml loads and
+gated on its value: epsilon, perplexity and training time are `point` values (n = 0, method
+`accountant` or `point`), higher is worse for each (more privacy loss, less utility, more cost).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from privaudit.attacks.base import AttackResult, available_attacks, get_attack
 from privaudit.config import config_hash, dataclass_from_mapping, load_toml
 from privaudit.defenses.registry import DefendedModel, get_defense, load_defended
 from privaudit.errors import InputError
-from privaudit.metrics import Estimate
+from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, metric_specs, point_value
 from privaudit.progress import ProgressReporter
 
 COMPARE_ATTACK = "compare"
@@ -44,6 +51,20 @@ LEAKAGE_METRICS: tuple[tuple[str, str, str], ...] = (
     ("pii", "likelihood_top1_rate", "PII likelihood top-1 rate (ProPILE)"),
     ("membership", "auc", "membership inference AUC"),
     ("membership", "tpr_at_1pct_fpr", "membership TPR at 1% FPR"),
+)
+# The contract of a leakage metric when its attack declares none (kind, unit): the source attack's
+# own declaration wins (compare copies it), this only keeps compare usable without that attack.
+_LEAKAGE_FALLBACK: dict[tuple[str, str], tuple[str, str]] = {
+    ("pii", "exact_match_rate"): ("proportion", "probe"),
+    ("pii", "likelihood_top1_rate"): ("proportion", "probe"),
+    ("membership", "auc"): ("mean", "document"),
+    ("membership", "tpr_at_1pct_fpr"): ("proportion", "document"),
+}
+# Values without sampling error, one per variant: (metric, method, what it is).
+COST_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("epsilon", "accountant", "DP epsilon spent by the accountant (higher = more privacy loss)"),
+    ("heldout_perplexity", "point", "token perplexity on held-out documents (higher = less utility)"),
+    ("training_seconds", "point", "wall-clock seconds the defense's training took (higher = more cost)"),
 )
 DEFAULT_DEFENSES: dict[str, dict[str, Any]] = {"none": {}, "scrub": {}, "dp_sgd": {"target_epsilon": 8.0}}
 
@@ -65,6 +86,8 @@ class CompareSpec:
     batch_size: int = 16
     cache: bool = True
     show_pii: bool = False
+    # Gate thresholds, as in an audit spec: `"compare.epsilon.dp_sgd" = "<= 8"`, `"pii.exact_match_rate" = ...`.
+    thresholds: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.defenses:
@@ -100,7 +123,31 @@ def load_compare_spec(path: Path, **overrides: Any) -> CompareSpec:
             raw[key] = str(Path(path).parent / raw[key])
     spec = dataclass_from_mapping(CompareSpec, raw, str(path))
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(spec, **clean) if clean else spec
+    spec = dataclasses.replace(spec, **clean) if clean else spec
+    check_compare_spec(spec, str(path))
+    return spec
+
+
+def check_compare_spec(spec: CompareSpec, source: str) -> None:
+    """Every attack's parameters, its `targets` (variant names) and every threshold, before any
+    folder is created or a variant trains: a typo fails in a second with a one-line error."""
+    variants = list(spec.defenses)
+    declared: dict[str, tuple[MetricSpecs, Sequence[str]]] = {}
+    for name, params in default_attacks(spec).items():
+        where = f"{source}: attacks.{name}"
+        attack = get_attack(name).from_config({k: v for k, v in params.items() if k != "targets"}, where)
+        only = params.get("targets", variants)
+        if not isinstance(only, list) or not all(isinstance(t, str) for t in only):
+            raise InputError(f"{where}.targets: expected a list of variant names")
+        unknown = [t for t in only if t not in variants]
+        if unknown:
+            raise InputError(f"{where}.targets: '{unknown[0]}' is not a compared variant (variants: {', '.join(variants)})")
+        declared[name] = (type(attack).metrics, only)
+    declared[COMPARE_ATTACK] = (compare_metric_specs(variants), [COMPARE_TARGET])
+    if spec.thresholds:
+        from privaudit.gate import check_thresholds
+
+        check_thresholds(spec.thresholds, declared, where=f"{source}: thresholds")
 
 
 def default_attacks(spec: CompareSpec) -> dict[str, dict[str, Any]]:
@@ -181,8 +228,45 @@ def build_variants(spec: CompareSpec, progress: ProgressReporter) -> dict[str, D
     return {v: built[v] for v in spec.defenses}
 
 
-def _metric(result: AttackResult | None, name: str) -> Estimate | None:
-    return None if result is None else result.metrics.get(name)
+def _source_spec(attack: str, metric: str) -> MetricSpec | None:
+    """The leakage metric's contract as its own attack declares it (None: not installed or undeclared)."""
+    try:
+        return get_attack(attack).metrics.find(metric)
+    except InputError:
+        return None
+
+
+def compare_metric_specs(variants: Sequence[str] | None = None) -> MetricSpecs:
+    """The metrics of the `compare` pseudo-result, one per variant (`METRIC.VARIANT`).
+
+    With `variants`, every name is spelled out (so a misspelt variant in a threshold fails when the
+    spec loads); without, `{variant}` stands for any. A leakage metric copies its attack's contract.
+    """
+    names = list(variants) if variants is not None else ["{variant}"]
+    specs: list[MetricSpec] = []
+    for attack, metric, label in LEAKAGE_METRICS:
+        src = _source_spec(attack, metric)
+        kind, unit = (src.kind, src.unit) if src else _LEAKAGE_FALLBACK[(attack, metric)]
+        direction = src.direction if src else "higher_is_worse"
+        cluster = src.cluster if src else None
+        specs += [MetricSpec(f"{attack}.{metric}.{v}", kind, direction, unit, f"{label} of the variant", cluster=cluster)
+                  for v in names]
+    for metric, _, what in COST_METRICS:
+        specs += [MetricSpec(f"{metric}.{v}", "point", "higher_is_worse", "variant", what) for v in names]
+    return metric_specs(*specs)
+
+
+def results_by_variant(variants: Mapping[str, DefendedModel], results: Sequence[AttackResult]
+                       ) -> dict[str, dict[str, AttackResult]]:
+    """Each variant's results by attack name, matched through the target spec the runner recorded
+    (`provenance["target_spec"]`), so an attack that ran on only some variants shifts nothing."""
+    by_spec: dict[str, dict[str, AttackResult]] = {}
+    for result in results:
+        target_spec = result.provenance.get("target_spec")
+        if not isinstance(target_spec, str):
+            raise ValueError(f"result of attack '{result.attack}' on '{result.target}' does not record its target spec")
+        by_spec.setdefault(target_spec, {})[result.attack] = result
+    return {v: dict(by_spec.get(rec.target_spec, {})) for v, rec in variants.items()}
 
 
 def comparison_rows(variants: Mapping[str, DefendedModel], results: Mapping[str, Mapping[str, AttackResult]]) -> list[dict[str, Any]]:
@@ -246,27 +330,32 @@ def _num(x: Any) -> float | None:
     return float(x) if _finite(x) else None
 
 
-def summary_result(rows: Sequence[Mapping[str, Any]], table: pd.DataFrame) -> AttackResult:
+def summary_result(rows: Sequence[Mapping[str, Any]], table: pd.DataFrame,
+                   per_variant: Mapping[str, Mapping[str, AttackResult]] | None = None) -> AttackResult:
     """The comparison as an AttackResult-shaped entry (attack `compare`, target `defenses`).
 
     Metrics are `METRIC.VARIANT` (e.g. `compare.pii.likelihood_top1_rate.dp_sgd` in a gate) so a CI
-    gate can hold a defended variant to a threshold; epsilon and perplexity are point values (n=0
-    marks "not a proportion", method names the source).
+    gate can hold a defended variant to a threshold. A leakage metric is the variant's own estimate
+    (its interval method and clusters kept) from `per_variant`, else rebuilt from the row; epsilon,
+    perplexity and training time are `point` values (n = 0, gateable on the value; method names the
+    source). The declared contract is `compare_metric_specs` of these variants.
     """
     metrics: dict[str, Estimate] = {}
+    per_variant = per_variant or {}
     for row in rows:
         v = row["variant"]
         for attack, metric, _ in LEAKAGE_METRICS:
             key = f"{attack}.{metric}"
-            if _finite(row.get(key)):
+            source = per_variant.get(v, {}).get(attack)
+            if source is not None and metric in source.metrics and _finite(source.metrics[metric].value):
+                metrics[f"{key}.{v}"] = source.metrics[metric]
+            elif _finite(row.get(key)):
                 metrics[f"{key}.{v}"] = Estimate(float(row[key]), float(row[f"{key}.low"]), float(row[f"{key}.high"]),
-                                                 int(row[f"{key}.n"]), "wilson")
-        if _finite(row.get("heldout_perplexity")):
-            ppl = float(row["heldout_perplexity"])
-            metrics[f"heldout_perplexity.{v}"] = Estimate(ppl, ppl, ppl, 0, "point")
-        if _finite(row.get("epsilon")):
-            eps = float(row["epsilon"])
-            metrics[f"epsilon.{v}"] = Estimate(eps, eps, eps, 0, "accountant")
+                                                 int(row[f"{key}.n"]), str(row.get(f"{key}.method") or "wilson"))
+        for metric, method, _ in COST_METRICS:
+            column = "train_seconds" if metric == "training_seconds" else metric
+            if _finite(row.get(column)):
+                metrics[f"{metric}.{v}"] = point_value(float(row[column]), method)
     shown = [{k: (None if isinstance(val, float) and not math.isfinite(val) else val) for k, val in r.items()
               if not k.endswith((".low", ".high", ".n")) and k != "target"} for r in rows]
     return AttackResult(
@@ -276,6 +365,7 @@ def summary_result(rows: Sequence[Mapping[str, Any]], table: pd.DataFrame) -> At
                      "the same attacks with the same parameters and seed run on every variant",
                      "utility = token perplexity on held-out documents never trained on"],
         provenance={"variants": [r["variant"] for r in rows]},
+        specs=compare_metric_specs([r["variant"] for r in rows]),
     )
 
 
@@ -285,26 +375,24 @@ def run_comparison(spec: CompareSpec, progress: ProgressReporter | None = None, 
     from privaudit.reports import write_reports
 
     progress = progress or ProgressReporter(quiet=True)
+    check_compare_spec(spec, source)  # validate before any folder or training
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     attacks = default_attacks(spec)
-    for name, params in attacks.items():  # validate before any training
-        get_attack(name).from_config({k: v for k, v in params.items() if k != "targets"}, f"{source}: attacks.{name}")
     variants = build_variants(spec, progress)
+    for params in attacks.values():  # an attack's `targets` names variants; the audit runs target specs
+        if "targets" in params:
+            params["targets"] = list(dict.fromkeys(variants[v].target_spec for v in params["targets"]))
     specs = list(dict.fromkeys(v.target_spec for v in variants.values()))
     audit = AuditSpec(targets=specs, attacks=attacks, out=out, seed=spec.seed, batch_size=spec.batch_size,
                       cache=spec.cache, show_pii=spec.show_pii)
     results = run_audit(audit, progress=progress, source=source)
-    by_spec: dict[str, dict[str, AttackResult]] = {}
-    it = iter(results)
-    for target_spec in specs:  # run_audit yields results target by target, attacks in spec order
-        by_spec[target_spec] = {name: next(it) for name in attacks}
-    per_variant = {v: by_spec[rec.target_spec] for v, rec in variants.items()}
+    per_variant = results_by_variant(variants, results)
     rows = comparison_rows(variants, per_variant)
     table = pd.DataFrame(rows)
     table.to_csv(out / TABLE_CSV, index=False)
     (out / TABLE_JSON).write_text(table.to_json(orient="records", indent=2), encoding="utf-8")
-    summary = summary_result(rows, table)
+    summary = summary_result(rows, table, per_variant)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    write_reports(out, [*results, summary], manifest, show_pii=spec.show_pii)
+    write_reports(out, [*results, summary], manifest, show_pii=spec.show_pii, thresholds=spec.thresholds or None)
     return Comparison(table=table, variants=variants, results=results, summary_result=summary, out=out)

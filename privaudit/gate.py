@@ -13,6 +13,8 @@ compares the largest absolute bound max(|low|, |high|), so a gap of -0.40 [-0.55
 `<= 0.10` exactly as +0.40 would; `>= t` compares the smallest absolute value in the interval
 (0 when it spans 0); `bound = "value"` compares |value|. `count` and `point` metrics (significant
 tests, epsilon spent, perplexity) are judged on their value and are measured even with n = 0.
+Each check records the direction it read and what it compared (`compared_as`: upper, lower,
+value, max |bound|, min |bound|, |value|), which the JUnit, Markdown and HTML reports show.
 
 Thresholds are checked twice: against the attacks' declared metric names when the audit spec
 loads (`check_thresholds`, before a run folder exists or a model loads), and against what the run
@@ -75,6 +77,7 @@ class GateCheck:
     status: Status
     compared: float | None  # the number that was compared (the chosen bound), None if unmeasured
     direction: str  # the metric's declared direction; "two_sided" compares absolute sizes
+    compared_as: str  # which number was compared: upper, lower, value, max |bound|, min |bound|, |value|
     value: float | None
     low: float | None
     high: float | None
@@ -264,7 +267,7 @@ def _check(key: str, attack: str, metric: str, target: str, cond: Condition, est
         n = None
     compared, how = _compared_number(cond, direction, value, low, high)
     base = dict(key=key, attack=attack, metric=metric, target=target, op=cond.op, threshold=cond.threshold,
-                bound=cond.bound, direction=direction, value=value, low=low, high=high, n=n)
+                bound=cond.bound, direction=direction, compared_as=how, value=value, low=low, high=high, n=n)
     if estimate is None:
         return GateCheck(**base, status="unmeasured", compared=None,
                          message=f"{metric} was not reported for target {target}")

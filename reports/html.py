@@ -113,6 +113,7 @@ def report_view(summary: Mapping[str, Any]) -> dict[str, Any]:
             row = {"name": display_text(name, 120), "value": fmt_number(est.get("value")),
                    "low": fmt_number(est.get("low")), "high": fmt_number(est.get("high")),
                    "n": fmt_number(est.get("n")), "method": display_text(est.get("method", ""), 40),
+                   "unit": _unit_text(est), "worse": _WORSE.get(str(est.get("direction")), ""),
                    "status": status, "checks": "; ".join(display_text(c.get("message", ""), 200) for c in checks)}
             metrics.append(row)
             overview.append({"attack": display_text(attack, 80), "target": display_text(target, 200), **row})
@@ -142,7 +143,8 @@ def report_view(summary: Mapping[str, Any]) -> dict[str, Any]:
         "notes": [display_text(n, 1000) for n in summary.get("notes") or []],
         "verdict": _verdict(gate),
         "gate_error": display_text(gate.get("error"), 1000) if gate and gate.get("error") else None,
-        "checks": [{**{k: display_text(v, 300) if isinstance(v, str) else v for k, v in c.items()}}
+        "checks": [{**{k: display_text(v, 300) if isinstance(v, str) else v for k, v in c.items()},
+                    "compared_as": display_text(c.get("compared_as") or c.get("bound") or "", 40)}
                    for c in (gate or {}).get("checks") or []],
         "overview": overview,
         "attacks": [{"name": display_text(a, 80), "runs": runs} for a, runs in attacks.items()],
@@ -156,6 +158,18 @@ def report_view(summary: Mapping[str, Any]) -> dict[str, Any]:
         "packages": [(display_text(k, 80), display_text(v, 80)) for k, v in (env_info.get("packages") or {}).items()],
         "generator": summary.get("generator") or {},
     }
+
+
+_WORSE = {"higher_is_worse": "higher", "lower_is_worse": "lower", "two_sided": "either way (size)"}
+
+
+def _unit_text(est: Mapping[str, Any]) -> str:
+    """`probe` or `probe, 40 subjects`: the unit of the value and the clusters of its interval."""
+    unit = display_text(est.get("unit") or "", 40)
+    clusters, n = est.get("clusters"), est.get("n")
+    if isinstance(clusters, int) and clusters != n and n:
+        unit += f", {clusters:,} {display_text(est.get('cluster') or 'clusters', 40)}"
+    return unit
 
 
 def _anchor(attack: str, target: str) -> str:

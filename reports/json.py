@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from privaudit.errors import InputError
+from privaudit.metrics import DIRECTIONS, KINDS
 from privaudit.reports.text import fix_surrogates, to_jsonable, truncate
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"  # 2.0: every metric carries its contract (kind, direction, unit, cluster, pattern)
 SUMMARY_FILE = "summary.json"
 # Strings in the summary are cut to this length (after masking); results.jsonl keeps them whole.
 SUMMARY_STRING_LIMIT = 10_000
 REQUIRED_RESULT_KEYS = ("attack", "target", "metrics", "tables", "charts", "assumptions", "provenance", "num_records")
+# What every metric of a 2.x summary holds: its numbers and its declared contract (the gate reads both).
+METRIC_KEYS = ("value", "low", "high", "n", "clusters", "method", "kind", "direction", "unit", "cluster", "pattern", "name")
 
 
 def build_summary(
@@ -88,8 +91,12 @@ def render_json(summary: Mapping[str, Any]) -> str:
     return json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def read_summary(path: Path) -> dict[str, Any]:
-    """Read and structurally validate a summary.json; problems name the file and the field."""
+def read_summary(path: Path, *, accept_older: bool = False) -> dict[str, Any]:
+    """Read and structurally validate a summary.json; problems name the file and the field.
+
+    `accept_older` lets a re-render read a 1.x summary (whose metrics carry no contract) for what
+    it keeps besides the metrics; the gate never does, since 1.x cannot say which way is worse.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -99,17 +106,21 @@ def read_summary(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    validate_summary(data, str(path))
+    validate_summary(data, str(path), accept_older=accept_older)
     return data
 
 
-def validate_summary(data: Any, where: str = SUMMARY_FILE) -> None:
+def validate_summary(data: Any, where: str = SUMMARY_FILE, *, accept_older: bool = False) -> None:
     """Check the parts of the schema that readers rely on; raise InputError naming the field."""
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a JSON object")
     version = data.get("schema_version")
-    if not isinstance(version, str) or version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise InputError(f"{where}: field 'schema_version': unsupported {version!r} (expected {SCHEMA_VERSION})")
+    major = version.split(".")[0] if isinstance(version, str) else None
+    current = SCHEMA_VERSION.split(".")[0]
+    older = accept_older and major is not None and major.isdigit() and 1 <= int(major) < int(current)
+    if major != current and not older:
+        hint = "; re-render the run folder with `privaudit report RUN_DIR` to upgrade it" if major == "1" else ""
+        raise InputError(f"{where}: field 'schema_version': unsupported {version!r} (expected {SCHEMA_VERSION}){hint}")
     if not isinstance(data.get("results"), list):
         raise InputError(f"{where}: field 'results': expected a list")
     for i, res in enumerate(data["results"]):
@@ -123,6 +134,13 @@ def validate_summary(data: Any, where: str = SUMMARY_FILE) -> None:
         for name, est in res["metrics"].items():
             if not isinstance(est, dict) or "value" not in est:
                 raise InputError(f"{where}: field 'results[{i}].metrics.{name}': expected {{value, low, high, n}}")
+            if older:
+                continue
+            for key, allowed in (("kind", KINDS), ("direction", DIRECTIONS)):
+                if est.get(key) not in allowed:
+                    got = "missing" if key not in est else f"{est[key]!r} is not one of {', '.join(allowed)}"
+                    raise InputError(f"{where}: field 'results[{i}].metrics.{name}.{key}': {got} (schema "
+                                     f"{SCHEMA_VERSION} metrics carry their kind and direction)")
 
 
 def estimate_or_nan(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,8 @@ def build_junit(summary: Mapping[str, Any]) -> ET.Element:
             ET.SubElement(case, "error", {"message": _x(c.get("message"), 500), "type": "unmeasured"}).text = _x(c.get("message"))
         ET.SubElement(case, "system-out").text = _x(
             f"value={c.get('value')} low={c.get('low')} high={c.get('high')} n={c.get('n')} "
-            f"compared {c.get('bound')} bound={c.get('compared')}")
+            f"direction={c.get('direction')} compared {c.get('compared_as') or c.get('bound')}={c.get('compared')} "
+            f"{c.get('op')} {c.get('threshold')}")
         cases.append(case)
     counts = {"tests": str(len(cases)), "failures": str(failures), "errors": str(errors), "skipped": "0", "time": "0"}
     root = ET.Element("testsuites", {"name": "privaudit", **counts})

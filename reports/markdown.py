@@ -15,6 +15,8 @@ from privaudit.reports.text import display_text
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()!|~])")
 _ICON = {"pass": "✅ pass", "fail": "❌ FAIL", "unmeasured": "⚠️ unmeasured"}
+# Which way a metric is worse (its declared direction), marked after its name.
+_DIRECTION_MARK = {"higher_is_worse": "↑", "lower_is_worse": "↓", "two_sided": "±"}
 METRIC_ROW_LIMIT = 60
 
 
@@ -34,6 +36,18 @@ def _num(x: Any) -> str:
     return md_escape(x, 40)
 
 
+def _sample(est: Mapping[str, Any]) -> str:
+    """`540 probe (40 subject)`: the records, their unit, and the clusters the interval is computed over."""
+    n = est.get("n")
+    text = _num(n)
+    if est.get("unit") and isinstance(n, int) and n:
+        text += f" {md_escape(est['unit'], 30)}"
+    clusters = est.get("clusters")
+    if isinstance(clusters, int) and clusters != n and n:
+        text += f" ({clusters} {md_escape(est.get('cluster') or 'clusters', 30)})"
+    return text
+
+
 def render_markdown(summary: Mapping[str, Any]) -> str:
     gate = summary.get("gate")
     lines = ["## privaudit: privacy audit", ""]
@@ -51,11 +65,13 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
             lines.append(f"**⚠️ Could not measure** {unmeasured} of {len(checks)} checks.")
         else:
             lines.append(f"**✅ Gate passed**: all {len(checks)} checks passed.")
-        lines += ["", "| Check | Condition | Compared | Result |", "|---|---|---:|---|"]
+        lines += ["", "| Check | Condition | Compared | Value \\[95% interval\\] | Result |", "|---|---|---:|---|---|"]
         for c in checks:
             name = md_escape(f"{c.get('attack')}.{c.get('metric')}@{c.get('target')}")
-            cond = md_escape(f"{c.get('bound')} {c.get('op')} {c.get('threshold')}")
-            lines.append(f"| {name} | {cond} | {_num(c.get('compared'))} | {_ICON.get(c.get('status'), md_escape(c.get('status')))} |")
+            cond = md_escape(f"{c.get('compared_as') or c.get('bound')} {c.get('op')} {c.get('threshold')}")
+            value = f"{_num(c.get('value'))} \\[{_num(c.get('low'))}, {_num(c.get('high'))}\\]"
+            lines.append(f"| {name} | {cond} | {_num(c.get('compared'))} | {value} | "
+                         f"{_ICON.get(c.get('status'), md_escape(c.get('status')))} |")
     lines += ["", "| Attack | Target | Metric | Value | 95% interval | n |", "|---|---|---|---:|---|---:|"]
     rows = 0
     for res in summary.get("results") or []:
@@ -64,10 +80,15 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
             rows += 1
             if rows > METRIC_ROW_LIMIT:
                 continue
-            lines.append(f"| {md_escape(res.get('attack'))} | {md_escape(res.get('target'))} | {md_escape(name)} | "
-                         f"{_num(est.get('value'))} | \\[{_num(est.get('low'))}, {_num(est.get('high'))}\\] | {_num(est.get('n'))} |")
+            mark = _DIRECTION_MARK.get(str(est.get("direction")), "")
+            lines.append(f"| {md_escape(res.get('attack'))} | {md_escape(res.get('target'))} | {md_escape(name)}"
+                         f"{' ' + mark if mark else ''} | {_num(est.get('value'))} | "
+                         f"\\[{_num(est.get('low'))}, {_num(est.get('high'))}\\] | {_sample(est)} |")
     if rows > METRIC_ROW_LIMIT:
         lines.append(f"\n_{rows - METRIC_ROW_LIMIT} more metrics in summary.json._")
+    if rows:
+        lines.append("\n↑ higher is worse, ↓ lower is worse, ± two-sided (judged on its size); "
+                     "n counts records, with the independent units in parentheses where they differ.")
     lines.append("")
     lines.append("PII is shown in this summary (--show-pii)." if summary.get("pii_shown")
                  else "PII masked. Full report: `report.html` in the run folder.")

@@ -7,7 +7,9 @@ did, by calling the attack's `summarize()` on its records from results.jsonl wit
 parameters recorded in the manifest, and then masks again (or not, with --show-pii). Only when
 an attack cannot be re-summarized (its plugin is not installed, e.g. a defenses comparison that
 is not a registered attack) does the re-render fall back to that result's entry in summary.json,
-which is shown as stored (masked if it was written masked) with a note saying so.
+which is shown as stored (masked if it was written masked) with a note saying so. Such an entry
+keeps the metric contract it was stored with (kind, direction, unit, cluster, pattern per metric),
+so a re-rendered summary gates exactly like the original.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from privaudit.metrics import MetricSpec, MetricSpecs
 
 import pandas as pd
 
@@ -70,13 +74,57 @@ def _records_by_pair(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]
     return pairs
 
 
+@dataclass(frozen=True)
+class StoredSpecs(MetricSpecs):
+    """The contract a summary.json entry was written with, looked up by exact metric name."""
+
+    by_name: Mapping[str, MetricSpec] = field(default_factory=dict)
+
+    def find(self, name: str) -> MetricSpec | None:
+        return self.by_name.get(name)
+
+
+def _declared_specs(attack: str) -> MetricSpecs | None:
+    """What the attack declares today (for an entry stored without a contract, schema 1.x)."""
+    from privaudit.attacks.base import get_attack
+    from privaudit.compare import COMPARE_ATTACK, compare_metric_specs
+
+    if attack == COMPARE_ATTACK:
+        return compare_metric_specs()
+    try:
+        return get_attack(attack).metrics
+    except (PrivauditError, ImportError):
+        return None
+
+
+def stored_specs(attack: str, metrics: Mapping[str, Any]) -> StoredSpecs:
+    """Each stored metric's contract; a metric stored without one (1.x) takes its attack's declaration."""
+    by_name: dict[str, MetricSpec] = {}
+    declared: MetricSpecs | None = None
+    for name, est in metrics.items():
+        est = est if isinstance(est, Mapping) else {}
+        try:
+            by_name[name] = MetricSpec(pattern=str(est.get("pattern") or name), kind=est["kind"],
+                                       direction=est["direction"], unit=str(est.get("unit") or ""),
+                                       cluster=est.get("cluster") if isinstance(est.get("cluster"), str) else None)
+        except (KeyError, ValueError):
+            declared = declared if declared is not None else (_declared_specs(attack) or MetricSpecs())
+            spec = declared.find(name)
+            if spec is None:
+                raise InputError(f"metric '{name}' of attack '{attack}' was stored without its kind and direction, "
+                                 f"and the attack does not declare it") from None
+            by_name[name] = spec
+    return StoredSpecs(specs=tuple(dict.fromkeys(by_name.values())), by_name=by_name)
+
+
 def result_from_summary(entry: Mapping[str, Any], records: pd.DataFrame | None = None) -> Any:
-    """An AttackResult rebuilt from a summary.json entry (metrics, tables, charts as stored)."""
+    """An AttackResult rebuilt from a summary.json entry (metrics, their contract, tables, charts as stored)."""
     from privaudit.attacks.base import AttackResult
     from privaudit.metrics import Estimate
 
     metrics = {}
-    for name, est in (entry.get("metrics") or {}).items():
+    stored = entry.get("metrics") or {}
+    for name, est in stored.items():
         est = est if isinstance(est, Mapping) else {"value": est, "low": est, "high": est, "n": 0}
         metrics[name] = Estimate.from_dict(estimate_or_nan(est))
     return AttackResult(
@@ -84,6 +132,7 @@ def result_from_summary(entry: Mapping[str, Any], records: pd.DataFrame | None =
         records=records if records is not None else pd.DataFrame(),
         metrics=metrics, tables=dict(entry.get("tables") or {}), charts=dict(entry.get("charts") or {}),
         assumptions=list(entry.get("assumptions") or []), provenance=dict(entry.get("provenance") or {}),
+        specs=stored_specs(str(entry.get("attack")), stored),
     )
 
 
@@ -99,7 +148,8 @@ def load_run(run_dir: Path, *, show_pii: bool = False) -> RunData:
     """Rebuild every (attack, target) result of a run folder for reporting (see module docstring)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    stored = read_summary(run_dir / SUMMARY_FILE) if (run_dir / SUMMARY_FILE).is_file() else None
+    # a 1.x summary is read too: its records are re-summarized under today's contract
+    stored = read_summary(run_dir / SUMMARY_FILE, accept_older=True) if (run_dir / SUMMARY_FILE).is_file() else None
     by_pair = _records_by_pair(run_dir)
     stored_entries = {(str(e.get("attack")), str(e.get("target"))): e for e in (stored or {}).get("results", [])}
     order = list(stored_entries) + [p for p in by_pair if p not in stored_entries]

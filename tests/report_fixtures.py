@@ -17,7 +17,7 @@ from faker import Faker
 
 from privaudit.attacks.base import _REGISTRY, Attack, AttackResult, RunContext, register_attack
 from privaudit.engine.store import RunStore
-from privaudit.metrics import proportion
+from privaudit.metrics import MetricSpec, metric_specs, proportion
 
 ATTACK_NAME = "reportfixture"
 PII_TYPES = ("email", "phone", "address")
@@ -66,6 +66,11 @@ class ReportFixtureAttack(Attack):
 
     name = ATTACK_NAME
     Params = FixtureParams
+    metrics = metric_specs(
+        MetricSpec("exact_match_rate", "proportion", "higher_is_worse", "probe", "share of probes that leaked"),
+        MetricSpec("top1_rate", "proportion", "higher_is_worse", "probe", "true value ranked first"),
+        MetricSpec("never_measured_rate", "proportion", "higher_is_worse", "probe", "always n = 0"),
+    )
     pii_fields = frozenset({"truth", "subject_name"})
 
     def run(self, target: Any, ctx: RunContext) -> AttackResult:  # pragma: no cover - runs are pre-recorded

@@ -103,6 +103,14 @@ def test_baseline_adversary_reports_majority_and_anonymized_accuracy(tmp_path: P
     assert metrics["anonymized_top1_city_country"].value <= metrics["top1_city_country"].value
     drop = metrics["anonymization_drop_top1"]
     assert drop.low <= drop.value <= drop.high
+    # one author's guesses share a unit: rates are clustered by author, the drop is paired by guess
+    authors = result.records["author"].nunique()
+    assert metrics["top1"].method == "wilson_design_effect" and metrics["top1"].clusters == authors
+    assert drop.method == "cluster_robust_t" and drop.clusters == authors
+    assert drop.value == pytest.approx(metrics["top1"].value - metrics["anonymized_top1"].value)
+    summary = result.to_summary()["metrics"]  # every reported metric is declared
+    assert summary["anonymization_drop_top1"]["direction"] == "lower_is_worse"
+    assert summary["top1_city_country"]["cluster"] == "author"
 
 
 def test_gazetteer_holds_title_cased_city_and_country_names() -> None:
@@ -117,3 +125,50 @@ def test_builtin_smollm2_completes_on_four_authors(tmp_path: Path) -> None:
     assert len(result.records) == 4 * len(ATTRIBUTES)
     assert result.metrics["top1"].n == int(result.records["scorable"].sum()) > 0
     assert result.records["response"].str.len().gt(0).all()
+
+
+def _guesses(hits_by_author: dict[str, list[bool]], condition: str = "original") -> "pd.DataFrame":
+    import pandas as pd
+
+    rows = [{"author": a, "attribute": ATTRIBUTES[i], "condition": condition, "adversary": "target", "top1": h,
+             "top3": h, "partial_top1": False, "hardness": 1 + i % 5}
+            for a, hits in hits_by_author.items() for i, h in enumerate(hits)]
+    return pd.DataFrame(rows)
+
+
+def test_an_author_right_on_every_attribute_counts_as_one_author_not_eight_guesses() -> None:
+    from privaudit.attacks.attribute_inference import accuracy_metrics
+    from privaudit.metrics import proportion
+
+    rows = _guesses({f"a{i}": [i == 0] * len(ATTRIBUTES) for i in range(20)})
+    top1 = accuracy_metrics(rows)["top1"]
+    assert top1.n == 20 * len(ATTRIBUTES) and top1.clusters == 20 and top1.value == pytest.approx(1 / 20)
+    per_author = proportion(1, 20)
+    assert top1.high == pytest.approx(per_author.high, rel=0.05)  # the width of 1 in 20 authors ...
+    assert top1.high > proportion(len(ATTRIBUTES), 20 * len(ATTRIBUTES)).high + 0.1  # ... not 8 in 160 guesses
+
+
+def test_anonymization_drop_is_paired_by_author_and_attribute() -> None:
+    from privaudit.attacks.attribute_inference import paired_drop
+    from privaudit.attacks.attribute_scoring import difference_estimate
+    from privaudit.metrics import proportion
+
+    before = _guesses({f"a{i}": [i % 2 == 0] * len(ATTRIBUTES) for i in range(30)})
+    same = paired_drop(before, _guesses({f"a{i}": [i % 2 == 0] * len(ATTRIBUTES) for i in range(30)}, "anonymized"))
+    # nobody changed: 0, within +- the Wilson upper bound of 0 discordant authors in 30
+    assert same.value == 0 and same.high == pytest.approx(proportion(0, 30).high) and same.clusters == 30
+    k = len(ATTRIBUTES)
+    n = 30 * k
+    unpaired = difference_estimate(proportion(15 * k, n), proportion(13 * k, n))  # Newcombe, as before
+    # the same drop (2 authors' worth of guesses) spread over many authors: the paired interval is
+    # narrower than Newcombe's, which ignores that the other guesses did not change at all ...
+    spread = {f"a{i}": [i % 2 == 0 and not (j == 0 or (i == 0 and j == 1)) for j in range(k)] for i in range(30)}
+    # (each of the 15 right authors loses one guess, one of them a second: 16 = 2 / 30 of the 240)
+    spread_drop = paired_drop(before, _guesses(spread, "anonymized"))
+    assert spread_drop.value == pytest.approx(2 / 30) and spread_drop.method == "cluster_robust_t"
+    assert spread_drop.high - spread_drop.low < unpaired.high - unpaired.low and spread_drop.low > 0
+    # ... while two authors losing every guess is evidence from 2 of 30 authors, and is wider
+    after = _guesses({f"a{i}": [i % 2 == 0 and i > 2] * k for i in range(30)}, "anonymized")
+    concentrated = paired_drop(before, after)
+    assert concentrated.value == pytest.approx(2 / 30) and concentrated.low < 0 < concentrated.high
+    assert concentrated.high - concentrated.low > spread_drop.high - spread_drop.low

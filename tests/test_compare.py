@@ -23,12 +23,16 @@ def test_dp_variant_reports_epsilon_and_leaks_less_than_no_defense(memorized_set
         "base": memorized_setup.base_spec, "corpus": str(memorized_setup.corpus_path),
         "subjects": str(memorized_setup.subjects_path), "out": str(tmp_path / "cmp"), "seed": 0,
         "defenses": {"none": ft, "scrub": ft, "dp_sgd": {**ft, "target_epsilon": 8.0}},
-        "attacks": {"pii": {"likelihood": True, "pii_types": ["email"], "max_new_tokens": 24}},
+        "attacks": {"pii": {"likelihood": True, "pii_types": ["email"], "max_new_tokens": 24},
+                    # on two variants only: results must be matched to variants by name, not position
+                    "membership": {"targets": ["none", "dp_sgd"], "canaries": False, "bootstrap": 100}},
+        "thresholds": {"compare.epsilon.dp_sgd": "<= 8", "compare.heldout_perplexity.none": "<= 100000"},
     }
     path = tmp_path / "compare.toml"
     path.write_text(tomli_w.dumps(spec), encoding="utf-8")
-    result = CliRunner().invoke(main, ["-q", "compare", "--config", str(path)])
+    result = CliRunner().invoke(main, ["-q", "compare", "--config", str(path), "--gate"])
     assert result.exit_code == 0, result.output
+    assert "PASS       compare.epsilon.dp_sgd@defenses" in result.output
     table = pd.read_csv(tmp_path / "cmp" / "comparison.csv").set_index("variant")
     dp, none = table.loc["dp_sgd"], table.loc["none"]
     assert 0 < dp["epsilon"] <= 8.0 and pd.isna(none["epsilon"])
@@ -40,6 +44,19 @@ def test_dp_variant_reports_epsilon_and_leaks_less_than_no_defense(memorized_set
     assert table["heldout_perplexity"].notna().all()
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     compare = [x for x in summary["results"] if x["attack"] == "compare"][0]
+    assert pd.isna(table.loc["scrub", "membership.auc"]) and table.loc[["none", "dp_sgd"], "membership.auc"].notna().all()
+    assert {"membership.auc.none", "membership.auc.dp_sgd"} <= set(compare["metrics"])
+    assert "membership.auc.scrub" not in compare["metrics"]
+    membership = {x["target"]: x for x in summary["results"] if x["attack"] == "membership"}
+    for variant in ("none", "dp_sgd"):  # the compare entry holds each variant's own estimate
+        source = membership[next(t for t in membership if t.endswith(f"variants/{variant}"))]["metrics"]["auc"]
+        assert compare["metrics"][f"membership.auc.{variant}"]["value"] == source["value"]
+        assert compare["metrics"][f"membership.auc.{variant}"]["method"] == "cluster_bootstrap"
+    assert summary["gate"]["status"] == "pass"
+    failing = tmp_path / "strict.toml"
+    failing.write_text('[thresholds]\n"compare.epsilon.dp_sgd" = "<= 1"\n', encoding="utf-8")
+    strict = CliRunner().invoke(main, ["gate", str(tmp_path / "cmp"), "--config", str(failing)])
+    assert strict.exit_code == 1 and "FAIL       compare.epsilon.dp_sgd@defenses" in strict.output, strict.output
     assert {p["label"].split(" ")[0] for p in compare["charts"]["tradeoff_pii_likelihood_top1_rate"]["points"]} == \
         {"none", "scrub", "dp_sgd"}
     # Rerun: every variant folder is complete, so nothing retrains and the table is the same.
@@ -75,3 +92,96 @@ def test_tradeoff_chart_is_a_scatter_of_perplexity_against_leakage() -> None:
 def test_compare_without_config_needs_base_corpus_and_subjects() -> None:
     result = CliRunner().invoke(main, ["compare", "--base", "hf:/nowhere"])
     assert result.exit_code == 2 and "--corpus" in result.output
+
+
+# -- metrics keyed by variant name, gateable epsilon / perplexity / training time ----------------
+def _record(name: str, ppl: float, eps: float | None, seconds: float = 12.5):
+    from privaudit.defenses.registry import DefendedModel, PrivacyReport, TrainingReport
+
+    priv = PrivacyReport(eps, 1e-5, 1.0, 1.0, 0.1, 10, "prv") if eps else None
+    return DefendedModel(name, f"hf:/variants/{name}", Path(f"/variants/{name}"),
+                         TrainingReport(10, seconds, 1.0, ppl), priv)
+
+
+def _result(attack: str, target_spec: str, metrics: dict):
+    from privaudit.attacks.base import AttackResult
+
+    return AttackResult(attack, f"name-of-{target_spec}", pd.DataFrame(), metrics,
+                        provenance={"target_spec": target_spec})
+
+
+def test_results_are_matched_to_variants_by_target_spec_not_position() -> None:
+    from privaudit.compare import results_by_variant
+    from privaudit.metrics import proportion
+
+    variants = {"none": _record("none", 10.0, None), "scrub": _record("scrub", 11.0, None),
+                "dp_sgd": _record("dp_sgd", 30.0, 4.0)}
+    # run order target by target; membership ran only on none and dp_sgd (an attack table's `targets`)
+    results = [_result("pii", "hf:/variants/none", {"exact_match_rate": proportion(9, 10)}),
+               _result("membership", "hf:/variants/none", {"auc": proportion(9, 10)}),
+               _result("pii", "hf:/variants/scrub", {"exact_match_rate": proportion(5, 10)}),
+               _result("pii", "hf:/variants/dp_sgd", {"exact_match_rate": proportion(1, 10)}),
+               _result("membership", "hf:/variants/dp_sgd", {"auc": proportion(5, 10)})]
+    by_variant = results_by_variant(variants, results)
+    assert {v: sorted(r) for v, r in by_variant.items()} == {
+        "none": ["membership", "pii"], "scrub": ["pii"], "dp_sgd": ["membership", "pii"]}
+    rows = {r["variant"]: r for r in comparison_rows(variants, by_variant)}
+    assert rows["scrub"]["pii.exact_match_rate"] == 0.5 and "membership.auc" not in rows["scrub"]
+    assert rows["dp_sgd"]["pii.exact_match_rate"] == 0.1 and rows["dp_sgd"]["membership.auc"] == 0.5
+
+
+def _compare_summary(eps: float) -> dict:
+    from privaudit.compare import results_by_variant, summary_result
+    from privaudit.metrics import proportion
+
+    variants = {"none": _record("none", 10.0, None), "dp_sgd": _record("dp_sgd", 30.0, eps, seconds=40.0)}
+    results = [_result("pii", rec.target_spec, {"exact_match_rate": proportion(k, 20)})
+               for rec, k in zip(variants.values(), (15, 2))]
+    by_variant = results_by_variant(variants, results)
+    rows = comparison_rows(variants, by_variant)
+    return summary_result(rows, pd.DataFrame(rows), by_variant).to_summary()
+
+
+def test_compare_declares_epsilon_perplexity_and_training_time_as_gateable_points() -> None:
+    from privaudit.gate import evaluate
+
+    entry = _compare_summary(eps=4.0)
+    eps = entry["metrics"]["epsilon.dp_sgd"]
+    assert (eps["value"], eps["n"], eps["kind"], eps["direction"], eps["method"]) == (4.0, 0, "point", "higher_is_worse",
+                                                                                       "accountant")
+    assert entry["metrics"]["heldout_perplexity.none"]["kind"] == "point"
+    assert entry["metrics"]["training_seconds.dp_sgd"]["value"] == 40.0
+    assert "epsilon.none" not in entry["metrics"]  # no DP, no epsilon
+    # the variant's own estimate, interval method included, not a Wilson rebuilt from the table
+    assert entry["metrics"]["pii.exact_match_rate.dp_sgd"]["value"] == 0.1
+    summary = {"results": [entry]}
+    thresholds = {"compare.epsilon.dp_sgd": "<= 8", "compare.heldout_perplexity.dp_sgd": "<= 50",
+                  "compare.training_seconds.dp_sgd": "<= 60"}
+    assert evaluate(summary, thresholds).exit_code == 0
+    assert [c.status for c in evaluate({"results": [_compare_summary(eps=9.5)]}, thresholds).checks] == [
+        "fail", "pass", "pass"]
+
+
+def _compare_toml(tmp_path: Path, **extra) -> Path:
+    spec = {"base": "hf:/nowhere", "corpus": str(tmp_path / "c.jsonl"), "subjects": str(tmp_path / "s.jsonl"),
+            "out": str(tmp_path / "cmp"), "defenses": {"none": {}, "dp_sgd": {"target_epsilon": 8.0}}, **extra}
+    path = tmp_path / "compare.toml"
+    path.write_text(tomli_w.dumps(spec), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"thresholds": {"compare.epsilon.dp_sdg": "<= 8"}}, "has no metric 'epsilon.dp_sdg'"),
+    ({"thresholds": {"bias.max_refusal_gap": "<= 0.1"}}, "attack 'bias' is not in this audit"),
+    ({"thresholds": {"pii.exact_rate": "<= 0.1"}}, "attack 'pii' has no metric 'exact_rate'"),
+    ({"attacks": {"pii": {"targets": ["none", "dp"]}}}, "'dp' is not a compared variant (variants: none, dp_sgd)"),
+])
+def test_compare_checks_thresholds_and_attack_targets_before_anything_trains(tmp_path: Path, extra, message) -> None:
+    result = CliRunner().invoke(main, ["-q", "compare", "--config", str(_compare_toml(tmp_path, **extra)), "--gate"])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "cmp").exists()
+
+
+def test_compare_gate_needs_thresholds(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["-q", "compare", "--config", str(_compare_toml(tmp_path)), "--gate"])
+    assert result.exit_code == 2 and "[thresholds]" in result.output and not (tmp_path / "cmp").exists()

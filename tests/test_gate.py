@@ -173,3 +173,135 @@ def test_github_actions_example_gates_and_publishes_junit():
     uploads = [s for s in steps if "junit" in str(s.get("with", {}).get("report_paths", ""))]
     assert uploads and uploads[0]["if"] == "always()"
     assert "results.jsonl" not in str([s.get("with") for s in steps])  # raw PII never leaves the runner
+
+
+# -- the metric contract: direction and kind ------------------------------------------------------
+def gap(value, low, high, n=400):
+    return {"value": value, "low": low, "high": high, "n": n, "method": "cluster_robust_t", "clusters": 40,
+            "kind": "difference", "direction": "two_sided", "unit": "sample", "cluster": "item",
+            "pattern": "max_refusal_gap", "name": "max_refusal_gap"}
+
+
+def gap_summary(**metrics):
+    return {"results": [{"attack": "bias", "target": "chat", "metrics": metrics}]}
+
+
+def test_a_large_negative_two_sided_gap_fails_le_on_its_largest_absolute_bound():
+    # a persona refusing 40 points LESS than the control: a safety drop, not a pass
+    (check,) = evaluate(gap_summary(max_refusal_gap=gap(-0.40, -0.55, -0.25)), {"bias.max_refusal_gap": "<= 0.10"}).checks
+    assert check.status == "fail" and check.direction == "two_sided"
+    assert check.compared == pytest.approx(0.55) and check.compared_as == "max |bound|"
+    assert "value -0.4 [-0.55, -0.25]" in check.message and "not <= 0.1" in check.message
+
+
+def test_a_small_two_sided_gap_spanning_zero_passes():
+    (check,) = evaluate(gap_summary(max_refusal_gap=gap(-0.02, -0.06, 0.03)), {"bias.max_refusal_gap": "<= 0.10"}).checks
+    assert check.status == "pass" and check.compared == pytest.approx(0.06)
+
+
+def test_a_positive_gap_is_judged_like_its_mirror_image():
+    neg = evaluate(gap_summary(g=gap(-0.40, -0.55, -0.25)), {"bias.g": "<= 0.5"}).checks[0]
+    pos = evaluate(gap_summary(g=gap(0.40, 0.25, 0.55)), {"bias.g": "<= 0.5"}).checks[0]
+    assert neg.compared == pos.compared == pytest.approx(0.55) and neg.status == pos.status == "fail"
+
+
+def test_ge_on_a_two_sided_metric_uses_the_smallest_absolute_bound():
+    # "the gap is at least 0.2 in size": -0.40 [-0.55, -0.25] is (0.25), one spanning 0 is not (0)
+    (big,) = evaluate(gap_summary(g=gap(-0.40, -0.55, -0.25)), {"bias.g": ">= 0.2"}).checks
+    assert big.status == "pass" and big.compared == pytest.approx(0.25) and big.compared_as == "min |bound|"
+    (spans,) = evaluate(gap_summary(g=gap(0.05, -0.01, 0.11)), {"bias.g": ">= 0.01"}).checks
+    assert spans.status == "fail" and spans.compared == 0.0
+    (value,) = evaluate(gap_summary(g=gap(-0.40, -0.55, -0.25)), {"bias.g": {"max": 0.45, "bound": "value"}}).checks
+    assert value.status == "pass" and value.compared == pytest.approx(0.40) and value.compared_as == "|value|"
+
+
+def test_one_sided_directions_keep_the_conservative_bounds():
+    lower = {**est(0.30, 0.20, 0.40), "kind": "difference", "direction": "lower_is_worse"}
+    (ge,) = evaluate({"results": [{"attack": "attributes", "target": "t", "metrics": {"drop": lower}}]},
+                     {"attributes.drop": ">= 0.25"}).checks
+    assert ge.status == "fail" and ge.compared == pytest.approx(0.20) and ge.compared_as == "lower"
+
+
+def point(value, method="accountant"):
+    return {"value": value, "low": value, "high": value, "n": 0, "method": method, "clusters": None,
+            "kind": "point", "direction": "higher_is_worse", "unit": "variant", "cluster": None}
+
+
+def test_point_and_count_kinds_are_gateable_with_n_zero():
+    summary = {"results": [{"attack": "compare", "target": "defenses", "metrics": {
+        "epsilon.dp_sgd": point(7.9), "heldout_perplexity.dp_sgd": point(31.0, "point"),
+        "significant": {**point(2.0, "count"), "kind": "count"},
+        "rate": {**est(None, None, None, 0), "kind": "proportion", "direction": "higher_is_worse"}}}]}
+    out = evaluate(summary, {"compare.epsilon.dp_sgd": "<= 8", "compare.heldout_perplexity.dp_sgd": "<= 30",
+                             "compare.significant": "<= 2", "compare.rate": "<= 0.5"})
+    assert [(c.metric, c.status) for c in out.checks] == [
+        ("epsilon.dp_sgd", "pass"), ("heldout_perplexity.dp_sgd", "fail"), ("significant", "pass"), ("rate", "unmeasured")]
+    assert "(point)" in out.checks[0].message
+
+
+def test_junit_and_markdown_show_the_two_sided_check():
+    from privaudit.reports.junit import render_junit
+    from privaudit.reports.markdown import render_markdown
+
+    summary = gap_summary(max_refusal_gap=gap(-0.40, -0.55, -0.25))
+    thresholds = {"bias.max_refusal_gap": "<= 0.10"}
+    summary = {"schema_version": "2.0", **summary, "gate": {"thresholds": thresholds, "error": None,
+                                                            **evaluate(summary, thresholds).to_dict()}}
+    root = ET.fromstring(render_junit(summary).split("\n", 1)[1])
+    (case,) = root.iter("testcase")
+    failure = case.find("failure")
+    assert failure is not None and "max |bound| 0.55 not <= 0.1" in failure.get("message")
+    assert "value -0.4 [-0.55, -0.25]" in failure.get("message")
+    assert "direction=two_sided" in case.find("system-out").text
+    md = render_markdown(summary)
+    row = next(line for line in md.splitlines() if line.startswith("| bias.max\\_refusal\\_gap@chat"))
+    assert "max \\|bound\\| &lt;= 0.1" in row and "0.55" in row and "-0.4 \\[-0.55, -0.25\\]" in row and "❌ FAIL" in row
+    metric_row = next(line for line in md.splitlines() if line.startswith("| bias | chat |"))
+    assert "max\\_refusal\\_gap ±" in metric_row and "400 sample (40 item)" in metric_row
+
+
+# -- thresholds checked when the spec loads (before a run folder exists or a model loads) ---------
+def _spec(tmp_path, thresholds: str, attacks: str = "[attacks.bias]\n"):
+    path = tmp_path / "audit.toml"
+    path.write_text(f'targets = ["builtin:smollm2-135m"]\nout = "{(tmp_path / "run").as_posix()}"\n{attacks}'
+                    f"[thresholds]\n{thresholds}", encoding="utf-8")
+    return path
+
+
+def _run_cli(path):
+    import time
+
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["run", str(path), "--gate"])
+    return result, time.perf_counter() - start
+
+
+def test_a_threshold_on_a_metric_bias_does_not_declare_fails_at_load_listing_the_real_names(tmp_path):
+    # README and the workflow example once used bias.max_gap: after every model ran, exit 2
+    from privaudit.attacks.base import get_attack
+
+    result, seconds = _run_cli(_spec(tmp_path, 'bias.max_gap = "<= 0.10"\n'))
+    print(f"bias.max_gap rejected in {seconds:.3f} s")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()  # one line
+    assert "bias.max_gap" in line and "has no metric 'max_gap'" in line
+    assert "max_refusal_gap" in line and all(p in line for p in get_attack("bias").metrics.patterns())
+    assert not (tmp_path / "run").exists() and seconds < 5
+
+
+def test_an_unknown_metric_of_a_declared_attack_lists_its_metrics(tmp_path):
+    result, seconds = _run_cli(_spec(tmp_path, 'membership.auc_lira = "<= 0.6"\n',
+                                     '[attacks.membership]\ncorpus = "c.jsonl"\n'))
+    (line,) = result.output.strip().splitlines()
+    assert result.exit_code == 2 and "'auc_lira'" in line
+    assert "auc_loss" in line and "tpr_at_0.1pct_fpr" in line and "max_exposure_bits" in line
+    assert not (tmp_path / "run").exists() and seconds < 5
+
+
+def test_an_attack_not_in_the_audit_fails_at_load(tmp_path):
+    result, seconds = _run_cli(_spec(tmp_path, 'pii.exact_match_rate = "<= 0.05"\n',
+                                     '[attacks.membership]\ncorpus = "c.jsonl"\n'))
+    print(f"unknown attack rejected in {seconds:.3f} s")
+    (line,) = result.output.strip().splitlines()
+    assert result.exit_code == 2 and "attack 'pii' is not in this audit (attacks: membership)" in line
+    assert not (tmp_path / "run").exists() and seconds < 5

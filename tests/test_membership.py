@@ -61,6 +61,20 @@ def test_finetuned_model_auc_interval_excludes_chance(finetuned_result):
     assert {r["method"] for r in res.tables["methods"]} == {"loss", "zlib", "min_k", "reference"}
 
 
+def test_intervals_resample_data_subjects_and_the_summary_carries_the_contract(finetuned_result):
+    res, _, _ = finetuned_result
+    docs = res.records[res.records["probe"] == "doc"]
+    subject = docs["subject_id"].where(docs["subject_id"].notna(), None)
+    clusters = subject.dropna().nunique() + int(subject.isna().sum())  # no subject: its own cluster
+    for name in ("auc", "auc_loss", "tpr_at_1pct_fpr"):
+        est = res.metrics[name]
+        assert est.method == "cluster_bootstrap" and est.clusters == clusters < est.n, (name, est)
+    summary = res.to_summary()["metrics"]
+    assert (summary["auc"]["kind"], summary["auc"]["unit"], summary["auc"]["cluster"]) == ("mean", "document", "subject")
+    assert summary["tpr_at_0.1pct_fpr"]["kind"] == "proportion"
+    assert summary["max_exposure_bits"]["kind"] == "point" and summary["max_exposure_bits"]["direction"] == "higher_is_worse"
+
+
 def test_exposure_is_higher_for_the_repeated_canary_than_the_control(finetuned_result):
     res, _, _ = finetuned_result
     by_rep = {row["repeats"]: row for row in res.tables["exposure_by_repeats"]}

@@ -146,3 +146,47 @@ def test_fitted_exposure_grows_as_the_secret_outscores_candidates():
     low, mid, high = (fitted_exposure(x, cands) for x in (-20.0, -14.0, -8.0))
     assert low < 2 < mid < high
     assert high > math.log2(len(cands) + 1)  # not bounded by the sample size
+
+
+# -- intervals at the data subject: a cluster bootstrap --------------------------------------------
+def _clustered(seed: int = 0, docs_per_subject: int = 10):
+    """10 member and 10 non-member subjects; every document of a subject scores alike (perfectly clustered)."""
+    rng = np.random.default_rng(seed)
+    subject_scores = np.concatenate([rng.normal(0.8, 1, 10), rng.normal(0, 1, 10)])
+    subject_labels = [True] * 10 + [False] * 10
+    scores = np.repeat(subject_scores, docs_per_subject)
+    labels = list(np.repeat(subject_labels, docs_per_subject))
+    clusters = [f"s{i}" for i in np.repeat(np.arange(20), docs_per_subject)]
+    return list(subject_scores), subject_labels, list(scores), labels, clusters
+
+
+def test_cluster_bootstrap_width_follows_the_number_of_subjects_not_documents():
+    subj_scores, subj_labels, scores, labels, clusters = _clustered()
+    clustered = auc_estimate(scores, labels, clusters=clusters, num_resamples=500, seed=1)
+    per_doc = auc_estimate(scores, labels, num_resamples=500, seed=1)
+    per_subject = auc_estimate(subj_scores, subj_labels, num_resamples=500, seed=1)
+    assert clustered.method == "cluster_bootstrap" and clustered.clusters == 20 and clustered.n == 200
+    assert clustered.value == pytest.approx(per_subject.value)
+    # 200 documents of 20 people carry the information of 20 documents, not 200
+    assert clustered.high - clustered.low == pytest.approx(per_subject.high - per_subject.low, rel=0.15)
+    assert per_doc.high - per_doc.low < 0.5 * (clustered.high - clustered.low)
+    tpr = tpr_at_fpr_estimate(scores, labels, 0.01, clusters=clusters, num_resamples=500, seed=1)
+    tpr_doc = tpr_at_fpr_estimate(scores, labels, 0.01, num_resamples=500, seed=1)
+    assert tpr.method == "cluster_bootstrap" and tpr.high - tpr.low > tpr_doc.high - tpr_doc.low
+
+
+def test_documents_without_a_subject_are_their_own_cluster():
+    _, _, scores, labels, _ = _clustered(seed=3, docs_per_subject=2)
+    plain = auc_estimate(scores, labels, num_resamples=300, seed=7)
+    own = auc_estimate(scores, labels, clusters=[None] * len(scores), num_resamples=300, seed=7)
+    assert (own.value, own.low, own.high) == (plain.value, plain.low, plain.high)  # replicate for replicate
+    assert plain.method == "bootstrap" and own.method == "cluster_bootstrap" and own.clusters == len(scores)
+
+
+def test_a_subject_with_members_and_non_members_keeps_both_classes_in_every_replicate():
+    scores = [0.9, 0.1, 0.8, 0.2, 0.7, 0.3]
+    labels = [True, False, True, False, True, False]
+    est = auc_estimate(scores, labels, clusters=["a", "a", "b", "b", "c", "c"], num_resamples=200, seed=0)
+    assert est.value == 1.0 and est.clusters == 3 and est.low <= est.value <= est.high
+    with pytest.raises(ValueError, match="cluster labels"):
+        auc_estimate(scores, labels, clusters=["a"], num_resamples=20)

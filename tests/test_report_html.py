@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from privaudit.attacks.base import AttackResult
-from privaudit.metrics import proportion
+from privaudit.metrics import MetricSpec, metric_specs, proportion
 from privaudit.reports.charts import known_kinds, render_chart
 from privaudit.reports.html import render_html
 from privaudit.reports.json import build_summary
@@ -57,6 +57,8 @@ def hostile_result(outputs: list[str]) -> AttackResult:
         charts={"c": {"kind": "bars", "title": outputs[0], "labels": outputs, "values": [0.5] * len(outputs)},
                 "s": {"kind": "scatter", "title": "t", "points": [{"label": o, "x": 1, "y": 2} for o in outputs]}},
         assumptions=outputs, provenance={"note": outputs[1]},
+        # the contract's strings are shown too (unit, cluster): hostile ones must stay inert as well
+        specs=metric_specs(MetricSpec("<i>rate</i>", "proportion", "higher_is_worse", outputs[1], cluster=outputs[3])),
     )
 
 
