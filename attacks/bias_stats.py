@@ -37,7 +37,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import binomtest, fisher_exact
 
 from privaudit.metrics import (
     Estimate,
@@ -136,6 +135,8 @@ def paired_permutation_pvalue(differences: Sequence[float], seed: int = 0,
     tol = 1e-9 * max(1.0, observed)
     if np.allclose(np.abs(d), abs(d[0])):
         # Equal magnitudes: the statistic only depends on how many are positive -> exact sign test.
+        from scipy.stats import binomtest  # lazy: scipy.stats costs ~2 s, and a spec must load in under one
+
         return float(binomtest(int((d > 0).sum()), m, 0.5).pvalue)
     if m <= EXACT_MAX_NONZERO:
         signs = ((np.arange(2**m)[:, None] >> np.arange(m)) & 1) * 2 - 1
@@ -236,6 +237,8 @@ def fisher_exact_pvalue(k1: int, n1: int, k2: int, n2: int) -> float:
     """Two-sided Fisher exact test of equal proportions k1/n1 vs k2/n2 (independent groups)."""
     if n1 == 0 or n2 == 0:
         return 1.0
+    from scipy.stats import fisher_exact
+
     return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="two-sided").pvalue)
 
 
