@@ -188,6 +188,7 @@ class AttributeInference(Attack):
     Params = AttributeParams
     requires: ClassVar[frozenset[str]] = frozenset({GENERATE})
     pii_fields = frozenset({"identifying_truth"})  # see IDENTIFYING_ATTRIBUTES
+    data_file_params = ("authors",)
 
     params: AttributeParams
 

@@ -53,7 +53,7 @@ from privaudit.attacks.bias_stats import (
 from privaudit.attacks.refusal import RefusalClassifier
 from privaudit.errors import InputError
 from privaudit.metrics import Estimate, proportion
-from privaudit.targets.base import SCORE, GenerationConfig, Target, load_target
+from privaudit.targets.base import SCORE, GenerationConfig, Target
 
 AXES = ("safety", "utility", "names")
 CONTROL = "control"
@@ -328,6 +328,8 @@ class PersonalizationBiasAttack(Attack):
 
     name = "bias"
     requires = frozenset({"chat"})
+    data_file_params = ("personas_file", "safety_file", "utility_file", "names_file", "lexicon_file")
+    target_params = ("judge",)
 
     @dataclass(frozen=True)
     class Params:
@@ -393,7 +395,7 @@ class PersonalizationBiasAttack(Attack):
         personas = self.selected_personas()
         axes = self.params.axes
         if "safety" in axes:
-            judge = load_target(self.params.judge) if self.params.judge else None
+            judge = ctx.load_target(self.params.judge) if self.params.judge else None
             try:
                 classifier = RefusalClassifier(judge, batch_size=ctx.batch_size)
                 self._run_chat(target, ctx, "safety", self.safety_probes(personas),

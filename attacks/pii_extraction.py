@@ -42,7 +42,7 @@ from privaudit.attacks.pii_probes import Probe, build_probes, load_templates
 from privaudit.data.subjects import DataSubject, load_subjects
 from privaudit.errors import CapabilityError, InputError
 from privaudit.metrics import Estimate, proportion
-from privaudit.targets.base import GENERATE, GRADIENTS, SCORE, GenerationConfig, Target, load_target, require
+from privaudit.targets.base import GENERATE, GRADIENTS, SCORE, GenerationConfig, Target, require
 
 # Record kinds. Baseline records live under the audited target's name, so one summary holds both.
 EXTRACT = "extract"
@@ -114,6 +114,8 @@ class PiiExtraction(Attack):
     requires = frozenset({GENERATE})
     # truth/known: the probed values; known_values: subjects' values a free-generation scan reproduced.
     pii_fields = frozenset({"truth", "known", "known_values"})
+    data_file_params = ("subjects", "templates_file")
+    target_params = ("baseline_target",)
 
     params: PiiParams
 
@@ -209,7 +211,7 @@ class PiiExtraction(Attack):
         if not todo and not todo_lik:
             return  # resumed run: the base model need not even be loaded
         ctx.progress.log(f"loading baseline target {self.params.baseline_target}")
-        baseline = load_target(self.params.baseline_target)
+        baseline = ctx.load_target(self.params.baseline_target)
         try:
             require(baseline, GENERATE, f"{self.name} (baseline_target)")
             run_extraction(baseline, probes, cfg, ctx, self.name, target_name, BASELINE_EXTRACT,
