@@ -136,7 +136,7 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
     check_target_specs(spec.targets)
     nested = [s for attack, _ in attacks for s in attack.nested_targets().values()]
     data_paths = [path for attack, _ in attacks for path in attack.data_files()]
-    write = outputs or (lambda res, manifest: write_outputs(spec.out, res, manifest, spec))
+    write = outputs or (lambda res, final: write_outputs(spec.out, res, final, spec))
     with RunStore(spec.out) as store:
         if fresh:
             store.discard(REPORT_FILES)

@@ -281,15 +281,17 @@ def summary_result(rows: Sequence[Mapping[str, Any]], table: pd.DataFrame) -> At
 
 def run_comparison(spec: CompareSpec, progress: ProgressReporter | None = None, source: str = "compare") -> Comparison:
     """Build or reuse every variant, run the same attacks on each, write the table and reports."""
-    from privaudit.audit import AuditSpec, run_audit
+    from privaudit.audit import AuditSpec, check_target_specs, run_audit
     from privaudit.reports import write_reports
 
     progress = progress or ProgressReporter(quiet=True)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     attacks = default_attacks(spec)
-    for name, params in attacks.items():  # validate before any training
-        get_attack(name).from_config({k: v for k, v in params.items() if k != "targets"}, f"{source}: attacks.{name}")
+    for name, params in attacks.items():  # validate before any training, nested target specs included
+        attack = get_attack(name).from_config({k: v for k, v in params.items() if k != "targets"}, f"{source}: attacks.{name}")
+        for param, nested in attack.nested_targets().items():
+            check_target_specs([nested], where=f"{source}: attacks.{name}.{param}")
     variants = build_variants(spec, progress)
     specs = list(dict.fromkeys(v.target_spec for v in variants.values()))
     audit = AuditSpec(targets=specs, attacks=attacks, out=out, seed=spec.seed, batch_size=spec.batch_size,
