@@ -15,12 +15,14 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 import pandas as pd
 
 from privaudit.config import dataclass_from_mapping
+from privaudit.engine.cache import CachedTarget, SqliteCache
+from privaudit.engine.identity import TargetLedger
 from privaudit.engine.store import RunStore, record_key
 from privaudit.errors import InputError
 from privaudit.plugins import import_plugin
 from privaudit.metrics import Estimate, MetricSpecs, with_contract
 from privaudit.progress import ProgressReporter
-from privaudit.targets.base import Target, require
+from privaudit.targets.base import Target, load_target, require
 
 ItemT = TypeVar("ItemT")
 
@@ -34,6 +36,24 @@ class RunContext:
     batch_size: int = 16
     progress: ProgressReporter = field(default_factory=lambda: ProgressReporter(quiet=True))
     work_dir: Path | None = None  # where an attack may keep artifacts (e.g. learned soft prompts)
+    cache: SqliteCache | None = None  # the run's generation/score cache (None: --no-cache)
+    ledger: TargetLedger | None = None  # the folder's target fingerprints (None: outside a run folder)
+
+    def load_target(self, spec: str) -> Target:
+        """Load a nested target (a baseline, reference model or judge) the way the run loads its own.
+
+        Its fingerprint is checked against the folder's record (or recorded) before it answers a
+        probe, so a swapped base model is never mixed into resumed results, and its calls go through
+        the run's cache. Close it as usual (`close()` reaches the model).
+        """
+        target = load_target(spec)
+        try:
+            if self.ledger is not None:
+                self.ledger.admit(spec, target)
+        except BaseException:
+            target.close()
+            raise
+        return CachedTarget(target, self.cache) if self.cache is not None else target
 
     def pending(
         self, attack: str, target: str, items: Iterable[tuple[str, ItemT]]
@@ -117,9 +137,26 @@ class Attack(ABC):
     # Record fields that hold raw PII (true values the probe looks for); reports mask every value
     # found in these fields wherever it appears, unless the user opts in with --show-pii.
     pii_fields: ClassVar[frozenset[str]] = frozenset()
+    # Params fields naming data files the attack reads (subjects, corpus, templates...): their sha256
+    # is part of the run's identity, so a resumed run notices an edited file (see `data_files`).
+    data_file_params: ClassVar[tuple[str, ...]] = ()
+    # Params fields holding another target's spec (baseline, reference, judge): checked when the spec
+    # loads, loaded with `RunContext.load_target`, fingerprinted like the audited targets.
+    target_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any) -> None:
         self.params = params
+
+    def data_files(self) -> list[Path]:
+        """The data files this configured attack reads; empty fields (= the packaged default) are skipped.
+
+        Override when the files are not plain Params fields (e.g. a list of paths).
+        """
+        return [Path(str(v)) for name in self.data_file_params if (v := getattr(self.params, name))]
+
+    def nested_targets(self) -> dict[str, str]:
+        """Params field -> target spec, for each nested target this configured attack will load."""
+        return {name: str(v) for name in self.target_params if (v := getattr(self.params, name))}
 
     @classmethod
     def from_config(cls, mapping: Mapping[str, Any], where: str) -> "Attack":

@@ -44,7 +44,7 @@ from privaudit.attacks.membership_metrics import (
 from privaudit.data.corpus import Canary, Corpus, Document, load_corpus, sample_canary_candidates
 from privaudit.errors import CapabilityError, InputError
 from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, metric_specs
-from privaudit.targets.base import SCORE, Target, load_target, require
+from privaudit.targets.base import SCORE, Target, require
 
 METHODS = ("loss", "zlib", "min_k", "reference")
 METHOD_LABELS = {"loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% prob", "reference": "reference ratio"}
@@ -134,6 +134,8 @@ class MembershipInference(Attack):
     metrics: ClassVar[MetricSpecs] = _membership_specs()
     requires = frozenset({SCORE})
     pii_fields = frozenset({"secret"})
+    data_file_params = ("corpus",)
+    target_params = ("reference",)
 
     params: MembershipParams
 
@@ -156,7 +158,7 @@ class MembershipInference(Attack):
         reference = None
         if self.params.reference and (pending_docs or pending_canaries):
             ctx.progress.log(f"loading reference target {self.params.reference}")
-            reference = load_target(self.params.reference)
+            reference = ctx.load_target(self.params.reference)
             require(reference, SCORE, f"{self.name} (reference)")
             if not has_token_logprobs(reference):
                 raise CapabilityError(f"reference target '{reference.name}' returns no per-token log-probabilities")

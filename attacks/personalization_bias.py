@@ -60,7 +60,7 @@ from privaudit.attacks.refusal import RefusalClassifier
 from privaudit.defenses.system_prompt import DEFAULT_FAIRNESS_INSTRUCTION, FairnessPrompt
 from privaudit.errors import InputError
 from privaudit.metrics import Estimate, MetricSpec, clustered_proportion, count_value, metric_specs
-from privaudit.targets.base import SCORE, GenerationConfig, Target, load_target
+from privaudit.targets.base import SCORE, GenerationConfig, Target
 
 AXES = ("safety", "utility", "names")
 CONTROL = "control"
@@ -379,6 +379,8 @@ class PersonalizationBiasAttack(Attack):
     name = "bias"
     requires = frozenset({"chat"})
     metrics = _declare_metrics()
+    data_file_params = ("personas_file", "safety_file", "utility_file", "names_file", "lexicon_file")
+    target_params = ("judge",)
 
     @dataclass(frozen=True)
     class Params:
@@ -464,7 +466,7 @@ class PersonalizationBiasAttack(Attack):
         personas = self.selected_personas()
         axes = self.params.axes
         if "safety" in axes:
-            judge = load_target(self.params.judge) if self.params.judge else None
+            judge = ctx.load_target(self.params.judge) if self.params.judge else None
             try:
                 classifier = RefusalClassifier(judge, batch_size=ctx.batch_size)
                 self._run_chat(target, ctx, "safety", self.safety_probes(personas),

@@ -48,7 +48,7 @@ from privaudit.metrics import (
     metric_specs,
     paired_difference,
 )
-from privaudit.targets.base import GENERATE, GRADIENTS, SCORE, GenerationConfig, Target, load_target, require
+from privaudit.targets.base import GENERATE, GRADIENTS, SCORE, GenerationConfig, Target, require
 
 # Record kinds. Baseline records live under the audited target's name, so one summary holds both.
 EXTRACT = "extract"
@@ -185,6 +185,8 @@ class PiiExtraction(Attack):
     requires = frozenset({GENERATE})
     # truth/known: the probed values; known_values: subjects' values a free-generation scan reproduced.
     pii_fields = frozenset({"truth", "known", "known_values"})
+    data_file_params = ("subjects", "templates_file")
+    target_params = ("baseline_target",)
 
     params: PiiParams
 
@@ -280,7 +282,7 @@ class PiiExtraction(Attack):
         if not todo and not todo_lik:
             return  # resumed run: the base model need not even be loaded
         ctx.progress.log(f"loading baseline target {self.params.baseline_target}")
-        baseline = load_target(self.params.baseline_target)
+        baseline = ctx.load_target(self.params.baseline_target)
         try:
             require(baseline, GENERATE, f"{self.name} (baseline_target)")
             run_extraction(baseline, probes, cfg, ctx, self.name, target_name, BASELINE_EXTRACT,

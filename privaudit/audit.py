@@ -2,7 +2,9 @@
 
 The spec comes from a TOML file (CLI flags override it). The run folder holds results.jsonl
 (append-only records), manifest.json (provenance), cache.sqlite (generation/score cache) and the
-reports. Re-running the same spec on the same folder resumes: finished probes are not recomputed.
+reports. Re-running the same spec on the same folder resumes: finished probes are not recomputed,
+provided the models and data files are the ones the stored results came from (fingerprints and
+hashes in the manifest, see privaudit.engine.identity); `fresh=True` (`--fresh`) starts over.
 """
 
 from __future__ import annotations
@@ -10,17 +12,20 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from privaudit.attacks.base import Attack, AttackResult, RunContext, get_attack
 from privaudit.config import config_hash, dataclass_from_mapping, load_toml
 from privaudit.engine.cache import CachedTarget, SqliteCache
+from privaudit.engine.identity import FRESH_HINT, RunIdentityError, TargetLedger, check_resume
 from privaudit.engine.store import RunStore
-from privaudit.errors import InputError
+from privaudit.errors import InputError, error_line
 from privaudit.progress import ProgressReporter
 from privaudit.targets.base import TargetSpec, load_target, registered_schemes
 
 SUMMARY_FILE = "summary.json"
+# The files write_reports writes (privaudit.reports' formats): --fresh removes them with the results.
+REPORT_FILES = (SUMMARY_FILE, "report.html", "junit.xml", "summary.md")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ def load_audit_spec(path: Path, **overrides: Any) -> AuditSpec:
 
 
 def build_attacks(spec: AuditSpec, source: str) -> list[tuple[Attack, list[str]]]:
-    """Each attack with the targets it runs on.
+    """Each attack with the targets it runs on; every nested target spec's scheme is checked too.
 
     An attack table may carry the reserved key `targets` (a list of spec strings, each one of the
     audit's targets) to run on those only, e.g. extraction on the fine-tuned checkpoints and bias
@@ -88,71 +93,145 @@ def build_attacks(spec: AuditSpec, source: str) -> list[tuple[Attack, list[str]]
         unknown = [t for t in only if t not in spec.targets]
         if unknown:
             raise InputError(f"{where}.targets: '{unknown[0]}' is not one of the audit's targets")
-        out.append((get_attack(name).from_config(params, where), only))
+        attack = get_attack(name).from_config(params, where)
+        for param, nested in attack.nested_targets().items():
+            check_target_specs([nested], where=f"{where}.{param}")
+        out.append((attack, only))
     return out
 
 
-def check_target_specs(specs: list[str]) -> None:
+def check_target_specs(specs: list[str], where: str | None = None) -> None:
     """Parse every target spec and check its scheme before a run folder is created or a model loaded,
-    so a typo in the last target does not surface after hours spent on the first."""
+    so a typo in the last target (or in a nested `baseline_target`) does not surface after hours
+    spent on the first. `where` prefixes the message (the config key of a nested spec)."""
     known = registered_schemes()
+    prefix = f"{where}: " if where else ""
     for text in specs:
-        parsed = TargetSpec.parse(text)
+        try:
+            parsed = TargetSpec.parse(text)
+        except InputError as exc:
+            if not where:
+                raise
+            raise InputError(f"{prefix}{exc}") from None
         if parsed.scheme not in known:
-            raise InputError(f"unknown target scheme '{parsed.scheme}' in '{text}' (known: {', '.join(known)})")
+            raise InputError(f"{prefix}unknown target scheme '{parsed.scheme}' in '{text}' (known: {', '.join(known)})")
 
 
-def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source: str = "audit") -> list[AttackResult]:
-    """Run every attack on every target, resumably; write summary and reports; return the results."""
+Outputs = Callable[[list[AttackResult], Mapping[str, Any]], Any]
+
+
+def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source: str = "audit", *,
+              fresh: bool = False, outputs: Outputs | None = None) -> list[AttackResult]:
+    """Run every attack on every target, resumably; write summary and reports; return the results.
+
+    A resumed folder must hold results of the same audit, the same models and the same data files
+    (privaudit.engine.identity); otherwise it is refused in one line before any attack runs, and
+    `fresh=True` discards its results first. The manifest's `status` says how the run ended:
+    `running` while it runs, `failed` (with `error`, the one-line message) or `interrupted`
+    (Ctrl-C), and `complete` only after `outputs(results, manifest)` (default: every report
+    format) has written the reports.
+    """
     progress = progress or ProgressReporter(quiet=True)
     attacks = build_attacks(spec, source)
     check_target_specs(spec.targets)
-    results: list[AttackResult] = []
+    nested = [s for attack, _ in attacks for s in attack.nested_targets().values()]
+    data_paths = [path for attack, _ in attacks for path in attack.data_files()]
+    write = outputs or (lambda res, final: write_outputs(spec.out, res, final, spec))
     with RunStore(spec.out) as store:
+        if fresh:
+            store.discard(REPORT_FILES)
         manifest = store.read_manifest()
         identity_hash = config_hash(spec.identity())
         if manifest.get("config_hash") not in (None, identity_hash):
-            raise InputError(
+            raise RunIdentityError(
                 f"{spec.out}: folder holds results of a different audit (config hash "
-                f"{manifest['config_hash']} != {identity_hash}); use another output folder"
+                f"{manifest['config_hash']} != {identity_hash}); {FRESH_HINT}"
             )
-        store.update_manifest(
-            config=spec.identity(), config_hash=identity_hash, seed=spec.seed, status="running",
-            started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        )
-        ctx = RunContext(store=store, seed=spec.seed, batch_size=spec.batch_size, progress=progress,
-                         work_dir=spec.out / "work")
-        cache = SqliteCache(spec.out / "cache.sqlite") if spec.cache else None
-        fingerprints: dict[str, str] = {}
         try:
-            for target_spec in spec.targets:
-                planned = [attack for attack, only in attacks if target_spec in only]
-                if not planned:
-                    continue
-                progress.log(f"loading target {target_spec}")
-                target = load_target(target_spec)
+            identity = check_resume(spec.out, manifest, [*spec.targets, *nested], data_paths,
+                                    has_results=bool(store.done_keys()))
+        except RunIdentityError:
+            raise  # refused: the folder still holds, unchanged, the results of the run it records
+        except BaseException as exc:
+            _mark_stopped(store, exc)
+            raise
+        try:
+            store.update_manifest(
+                config=spec.identity(), config_hash=identity_hash, seed=spec.seed, status="running",
+                started=_now(), remove=("error", "finished", "stopped"), **identity.manifest_fields(),
+            )
+            results = _run_attacks(spec, attacks, store, progress, TargetLedger(spec.out, store, dict(identity.targets)))
+            finished = _now()
+            final = {**store.read_manifest(), "status": "complete", "finished": finished}
+            try:
+                write(results, final)
+            except BaseException:
+                _remove_reports(spec.out)  # half a set of reports must not look like a finished run
+                raise
+            store.update_manifest(status="complete", finished=finished)
+        except BaseException as exc:
+            _mark_stopped(store, exc)
+            raise
+    return results
+
+
+def _run_attacks(spec: AuditSpec, attacks: list[tuple[Attack, list[str]]], store: RunStore,
+                 progress: ProgressReporter, ledger: TargetLedger) -> list[AttackResult]:
+    """Target by target (each loaded once, checked against the folder's record), every planned attack."""
+    cache = SqliteCache(spec.out / "cache.sqlite") if spec.cache else None
+    ctx = RunContext(store=store, seed=spec.seed, batch_size=spec.batch_size, progress=progress,
+                     work_dir=spec.out / "work", cache=cache, ledger=ledger)
+    results: list[AttackResult] = []
+    fingerprints: dict[str, str] = {}
+    try:
+        for target_spec in spec.targets:
+            planned = [attack for attack, only in attacks if target_spec in only]
+            if not planned:
+                continue
+            progress.log(f"loading target {target_spec}")
+            target = load_target(target_spec)
+            try:
+                ledger.admit(target_spec, target)
                 fingerprints[target.name] = target.fingerprint()
                 store.update_manifest(targets=fingerprints)
                 wrapped = CachedTarget(target, cache) if cache is not None else target
-                try:
-                    for attack in planned:
-                        attack.check_target(wrapped)
-                        progress.log(f"attack {attack.name} on {target.name}")
-                        result = attack.run(wrapped, ctx)
-                        # which spec produced it (a target's name may differ): compare keys variants by it
-                        result.provenance.setdefault("target_spec", target_spec)
-                        store.flush()
-                        results.append(result)
-                finally:
-                    target.close()
-        finally:
-            if cache is not None:
-                cache.close()
-            store.flush()
-        finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        manifest = store.update_manifest(status="complete", finished=finished)
-    write_outputs(spec.out, results, manifest, spec)
+                for attack in planned:
+                    attack.check_target(wrapped)
+                    progress.log(f"attack {attack.name} on {target.name}")
+                    result = attack.run(wrapped, ctx)
+                    # which spec produced it (a target's name may differ): compare keys variants by it
+                    result.provenance.setdefault("target_spec", target_spec)
+                    store.flush()
+                    results.append(result)
+            finally:
+                target.close()
+    finally:
+        if cache is not None:
+            cache.close()
+        store.flush()
     return results
+
+
+def _remove_reports(out: Path) -> None:
+    for name in REPORT_FILES:
+        path = out / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _mark_stopped(store: RunStore, exc: BaseException) -> None:
+    """Record how the run stopped: `interrupted` on Ctrl-C, else `failed` with the one-line error."""
+    try:
+        if isinstance(exc, KeyboardInterrupt):
+            store.update_manifest(status="interrupted", stopped=_now())
+        else:
+            store.update_manifest(status="failed", error=error_line(exc), stopped=_now())
+    except Exception:  # noqa: BLE001 - e.g. a full disk: the error that stopped the run is the one to show
+        pass
 
 
 def write_outputs(out: Path, results: list[AttackResult], manifest: Mapping[str, Any], spec: AuditSpec) -> dict[str, Path]:

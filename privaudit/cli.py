@@ -12,7 +12,7 @@ import sys
 import click
 
 from privaudit import __version__
-from privaudit.errors import EXIT_USAGE, PrivauditError
+from privaudit.errors import EXIT_USAGE, PrivauditError, error_line
 
 # Each module in privaudit.commands exposes `command` (a click.Command or click.Group).
 COMMAND_MODULES = (
@@ -27,37 +27,18 @@ class PrivauditGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PrivauditError as exc:
-            click.echo(f"privaudit: error: {_one_line(str(exc))}", err=True)
+            click.echo(f"privaudit: error: {error_line(exc)}", err=True)
             sys.exit(exc.exit_code)
         except BrokenPipeError:
             raise  # `privaudit ... | head`: click's own handler exits quietly
         except OSError as exc:
             # A path the user gave that the OS refuses (name too long, permission denied, disk full):
             # actionable by the user, so one line and exit 2 like any other input error.
-            click.echo(f"privaudit: error: {_one_line(_os_error_text(exc))}", err=True)
+            click.echo(f"privaudit: error: {error_line(exc)}", err=True)
             sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             click.echo("privaudit: interrupted; rerun the same command to resume", err=True)
             sys.exit(130)
-
-
-# Words longer than this (a pasted 1 MB path or key name) are shortened in messages, keeping both ends.
-MAX_WORD_CHARS = 300
-
-
-def _one_line(text: str) -> str:
-    return " ".join(_shorten(word) for word in text.split())
-
-
-def _shorten(word: str) -> str:
-    if len(word) <= MAX_WORD_CHARS:
-        return word
-    return f"{word[:200]}...[{len(word) - 260:,} more characters]...{word[-60:]}"
-
-
-def _os_error_text(exc: OSError) -> str:
-    reason = exc.strerror or type(exc).__name__
-    return f"{exc.filename}: {reason}" if exc.filename is not None else reason
 
 
 @click.group(cls=PrivauditGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -131,6 +131,8 @@ def load_compare_spec(path: Path, **overrides: Any) -> CompareSpec:
 def check_compare_spec(spec: CompareSpec, source: str) -> None:
     """Every attack's parameters, its `targets` (variant names) and every threshold, before any
     folder is created or a variant trains: a typo fails in a second with a one-line error."""
+    from privaudit.audit import check_target_specs
+
     variants = list(spec.defenses)
     declared: dict[str, tuple[MetricSpecs, Sequence[str]]] = {}
     for name, params in default_attacks(spec).items():
@@ -142,6 +144,8 @@ def check_compare_spec(spec: CompareSpec, source: str) -> None:
         unknown = [t for t in only if t not in variants]
         if unknown:
             raise InputError(f"{where}.targets: '{unknown[0]}' is not a compared variant (variants: {', '.join(variants)})")
+        for param, nested in attack.nested_targets().items():
+            check_target_specs([nested], where=f"{where}.{param}")
         declared[name] = (type(attack).metrics, only)
     declared[COMPARE_ATTACK] = (compare_metric_specs(variants), [COMPARE_TARGET])
     if spec.thresholds:
@@ -371,7 +375,7 @@ def summary_result(rows: Sequence[Mapping[str, Any]], table: pd.DataFrame,
 
 def run_comparison(spec: CompareSpec, progress: ProgressReporter | None = None, source: str = "compare") -> Comparison:
     """Build or reuse every variant, run the same attacks on each, write the table and reports."""
-    from privaudit.audit import AuditSpec, run_audit
+    from privaudit.audit import AuditSpec, check_target_specs, run_audit
     from privaudit.reports import write_reports
 
     progress = progress or ProgressReporter(quiet=True)

@@ -59,3 +59,29 @@ def where(path: object, line: int | None = None, field: str | None = None) -> st
 
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# Words longer than this (a pasted 1 MB path or key name) are shortened in messages, keeping both ends.
+MAX_WORD_CHARS = 300
+
+
+def one_line(text: str) -> str:
+    """`text` on one line, with absurdly long words shortened: what the CLI prints and manifests keep."""
+    return " ".join(_shorten(word) for word in text.split())
+
+
+def _shorten(word: str) -> str:
+    if len(word) <= MAX_WORD_CHARS:
+        return word
+    return f"{word[:200]}...[{len(word) - 260:,} more characters]...{word[-60:]}"
+
+
+def error_line(exc: BaseException) -> str:
+    """The one-line message for an error: its text for user errors and OS refusals, type and text for bugs."""
+    if isinstance(exc, PrivauditError):
+        return one_line(str(exc))
+    if isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+        return one_line(f"{exc.filename}: {reason}" if exc.filename is not None else reason)
+    text = str(exc).strip().splitlines()
+    return one_line(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)[:1000]

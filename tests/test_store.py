@@ -92,3 +92,32 @@ def test_manifest_merges_and_records_environment(tmp_path):
 def test_record_without_key_is_a_bug(tmp_path):
     with RunStore(tmp_path) as store, pytest.raises(ValueError):
         store.append({"attack": "pii"})
+
+
+def test_manifest_update_can_drop_keys_of_an_earlier_run(tmp_path):
+    with RunStore(tmp_path) as store:
+        store.update_manifest(status="failed", error="x.jsonl: no such file")
+        manifest = store.update_manifest(status="running", remove=("error", "finished"))
+    assert manifest["status"] == "running" and "error" not in manifest
+    assert "error" not in json.loads((tmp_path / "manifest.json").read_text())
+
+
+def test_discard_forgets_results_and_privaudit_files_but_keeps_the_users(tmp_path):
+    run = tmp_path / "run"
+    with RunStore(run) as store:
+        store.extend(_rec(i) for i in range(3))
+        store.update_manifest(seed=1)
+    for name in ("cache.sqlite", "summary.json"):
+        (run / name).write_text("old")
+    (run / "work" / "pii_soft_prompt").mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    with RunStore(run) as store:
+        assert store.is_done(record_key("pii", "t", "item1"))
+        store.discard(["summary.json"])
+        assert not store.is_done(record_key("pii", "t", "item1"))
+        assert store.read_manifest() == {}
+        store.append(_rec(7))
+    assert [r["value"] for r in read_records(run)] == [7]
+    assert not (run / "cache.sqlite").exists() and not (run / "summary.json").exists()
+    assert not (run / "work").exists() and not (run / "manifest.json").exists()
+    assert (run / "notes.txt").read_text() == "mine"

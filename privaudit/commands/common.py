@@ -20,9 +20,23 @@ def target_option(required: bool = True) -> Callable:
     )
 
 
+FRESH_META = "privaudit.fresh"
+FRESH_HELP = ("Discard the run folder's results (and its cache and reports) and start over; without it a "
+              "rerun resumes, and is refused when the model or a data file changed.")
+
+
+def _remember_fresh(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta[FRESH_META] = value
+    return value
+
+
 def out_option(default: str) -> Callable:
-    return click.option("--out", "-o", type=click.Path(path_type=Path), default=default, show_default=True,
-                        help="Run folder (created user-only); rerunning into it resumes.")
+    """`--out` plus `--fresh`, which every command writing a run folder needs; `--fresh` reaches
+    `run_attack_command` through the Click context, so the attack commands' signatures stay as they are."""
+    out = click.option("--out", "-o", type=click.Path(path_type=Path), default=default, show_default=True,
+                       help="Run folder (created user-only); rerunning into it resumes.")
+    fresh = click.option("--fresh", is_flag=True, expose_value=False, callback=_remember_fresh, help=FRESH_HELP)
+    return lambda f: out(fresh(f))
 
 
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
@@ -46,7 +60,8 @@ def run_attack_command(
     spec = AuditSpec(targets=[target], attacks={attack: params}, out=out, seed=seed, batch_size=batch_size,
                      show_pii=show_pii)
     progress = progress_from(ctx)
-    results = run_audit(spec, progress=progress, source=f"privaudit attack {attack}")
+    results = run_audit(spec, progress=progress, source=f"privaudit attack {attack}",
+                        fresh=bool(ctx.meta.get(FRESH_META, False)))
     echo_results(results, out)
     return results
 

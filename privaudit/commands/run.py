@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from privaudit.audit import load_audit_spec, run_audit
-from privaudit.commands.common import echo_results, progress_from
+from privaudit.commands.common import FRESH_HELP, echo_results, progress_from
 from privaudit.errors import EXIT_OK
 
 
@@ -19,14 +19,17 @@ from privaudit.errors import EXIT_OK
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the spec's batch size.")
 @click.option("--target", "targets", multiple=True, help="Override the spec's targets (repeatable).")
 @click.option("--show-pii", is_flag=True, default=None, help="Show raw PII in reports (masked by default).")
+@click.option("--fresh", is_flag=True, help=FRESH_HELP)
 @click.option("--gate/--no-gate", default=False, help="Check the spec's [thresholds]: exit 1 if a check fails, 3 if one could not be measured.")
 @click.pass_context
 def command(ctx: click.Context, spec_path: Path, out: Path | None, seed: int | None, batch_size: int | None,
-            targets: tuple[str, ...], show_pii: bool | None, gate: bool) -> None:
-    """Run every attack of AUDIT_TOML on every target; rerunning resumes where it stopped."""
+            targets: tuple[str, ...], show_pii: bool | None, fresh: bool, gate: bool) -> None:
+    """Run every attack of AUDIT_TOML on every target; rerunning resumes where it stopped.
+
+    A rerun on a folder whose target or data files changed is refused (exit 2) unless --fresh."""
     spec = load_audit_spec(spec_path, out=out, seed=seed, batch_size=batch_size,
                            targets=list(targets) or None, show_pii=show_pii)
-    results = run_audit(spec, progress=progress_from(ctx), source=str(spec_path))
+    results = run_audit(spec, progress=progress_from(ctx), source=str(spec_path), fresh=fresh)
     echo_results(results, spec.out)
     if gate:
         from privaudit.gate import echo_outcome, run_gate

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from privaudit.errors import InputError, RunLockedError
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
+CACHE_FILES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm")
+WORK_DIR = "work"  # artifacts attacks keep between runs (learned soft prompts)
 
 
 def record_key(attack: str, target: str, item: str) -> str:
@@ -171,14 +174,36 @@ class RunStore:
         except json.JSONDecodeError as exc:
             raise InputError(f"{self.manifest_path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
 
-    def update_manifest(self, **fields: Any) -> dict:
-        """Merge `fields` into manifest.json, written atomically (temp file + rename)."""
+    def update_manifest(self, *, remove: Iterable[str] = (), **fields: Any) -> dict:
+        """Merge `fields` into manifest.json (dropping the keys in `remove`), written atomically."""
         manifest = self.read_manifest()
         manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         manifest.setdefault("environment", environment_info())
+        for key in remove:
+            manifest.pop(key, None)
         manifest.update(fields)
         write_json_atomic(self.manifest_path, manifest)
         return manifest
+
+    # -- starting over -----------------------------------------------------------------------
+    def discard(self, outputs: Iterable[str] = ()) -> None:
+        """Forget every result of this folder (`--fresh`): empty results.jsonl, delete the manifest,
+        the cache, the work folder and the named report files. Only files privaudit writes are
+        touched; anything else the user keeps in the folder stays. Runs under the folder's lock."""
+        if self._fh is None:
+            raise RuntimeError("RunStore.discard before open()")
+        self._buffer.clear()
+        self._done.clear()
+        self._fh.truncate(0)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        for name in (MANIFEST_FILE, *CACHE_FILES, *outputs):
+            path = self.root / name
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+        work = self.root / WORK_DIR
+        if work.is_dir() and not work.is_symlink():
+            shutil.rmtree(work)
 
 
 def read_records(root: Path, attack: str | None = None, target: str | None = None) -> Iterator[dict]:

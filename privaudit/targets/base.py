@@ -111,6 +111,33 @@ def register_target(scheme: str) -> Callable[[TargetFactory], TargetFactory]:
     return deco
 
 
+FingerprintFn = Callable[[str, Mapping[str, str]], str]
+_FINGERPRINTS: dict[str, FingerprintFn] = {}
+
+
+def register_fingerprint(scheme: str) -> Callable[[FingerprintFn], FingerprintFn]:
+    """Register how to fingerprint a `SCHEME:` spec without loading its model (e.g. hash its files).
+
+    `fn(location, options)` must return exactly what the loaded target's `fingerprint()` returns.
+    A resumed run uses it to check, before any attack runs, that the model behind each spec is the
+    one its stored results came from; schemes without one are loaded to be fingerprinted.
+    """
+
+    def deco(fn: FingerprintFn) -> FingerprintFn:
+        _FINGERPRINTS[scheme] = fn
+        return fn
+
+    return deco
+
+
+def spec_fingerprint(spec: str) -> str | None:
+    """The fingerprint of the model `spec` names, computed without loading it; None where the backend cannot."""
+    parsed = TargetSpec.parse(spec)
+    _import_backends()
+    fn = _FINGERPRINTS.get(parsed.scheme)
+    return fn(parsed.location, dict(parsed.options)) if fn is not None else None
+
+
 def registered_schemes() -> list[str]:
     _import_backends()
     return sorted(_SCHEMES)

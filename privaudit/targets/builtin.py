@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Mapping
 
 from privaudit.errors import InputError, TargetError
-from privaudit.targets.base import register_target
+from privaudit.targets.base import register_fingerprint, register_target
 from privaudit.targets.hf import OPTIONS, HFTarget, privaudit_cache_root
 
 COMPLETE_MARKER = "privaudit-converted.json"
@@ -124,9 +124,7 @@ def _convert(source: Path, out: Path, model: BuiltinModel) -> float:
     return time.perf_counter() - start
 
 
-@register_target("builtin")
-def builtin_target_factory(location: str, options: Mapping[str, str]) -> HFTarget:
-    """`builtin:smollm2-135m[:device=..][:dtype=..][:batch_size=N]` (no adapter: wrap it via hf:)."""
+def _builtin_options(location: str, options: Mapping[str, str]) -> tuple[BuiltinModel, int]:
     model = BUILTIN_MODELS.get(location)
     if model is None:
         raise InputError(f"unknown builtin model '{location}' (known: {', '.join(sorted(BUILTIN_MODELS))})")
@@ -140,8 +138,22 @@ def builtin_target_factory(location: str, options: Mapping[str, str]) -> HFTarge
         batch_size = int(options.get("batch_size", 16))
     except ValueError:
         raise InputError(f"target 'builtin:{location}': batch_size must be an integer, got '{options['batch_size']}'") from None
+    return model, batch_size
+
+
+@register_target("builtin")
+def builtin_target_factory(location: str, options: Mapping[str, str]) -> HFTarget:
+    """`builtin:smollm2-135m[:device=..][:dtype=..][:batch_size=N]` (no adapter: wrap it via hf:)."""
+    model, batch_size = _builtin_options(location, options)
     folder = ensure_converted(model)
     return HFTarget(
         folder, device=options.get("device"), dtype=options.get("dtype"), batch_size=batch_size,
         name=f"builtin:{model.name}",
     )
+
+
+@register_fingerprint("builtin")
+def builtin_spec_fingerprint(location: str, options: Mapping[str, str]) -> str:
+    """The converted folder's file fingerprint (converting it first if needed; the load would anyway)."""
+    model, _ = _builtin_options(location, options)
+    return HFTarget.spec_fingerprint(ensure_converted(model), device=options.get("device"), dtype=options.get("dtype"))

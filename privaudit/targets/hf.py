@@ -8,7 +8,6 @@ and defenses that need gradients. Nothing is ever downloaded: loading is `local_
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from privaudit.engine.batching import AdaptiveBatcher, release_memory
+from privaudit.engine.hashing import file_sha256, privaudit_cache_root  # noqa: F401  (re-exported for builtin)
 from privaudit.errors import CapabilityError, InputError, TargetError
 from privaudit.targets.base import (
     CHAT,
@@ -24,6 +24,7 @@ from privaudit.targets.base import (
     SCORE,
     GenerationConfig,
     Message,
+    register_fingerprint,
     register_target,
 )
 
@@ -41,19 +42,8 @@ FINGERPRINT_PATTERNS = (
 )
 
 
-def privaudit_cache_root() -> Path:
-    """Root of privaudit's user cache (converted builtin models, file hashes); PRIVAUDIT_CACHE_DIR overrides."""
-    env = os.environ.get("PRIVAUDIT_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("privaudit"))
-
-
-@register_target("hf")
-def hf_target_factory(location: str, options: Mapping[str, str]) -> "HFTarget":
-    """Build an HFTarget from a parsed spec; unknown or malformed options are input errors."""
+def _parse_options(location: str, options: Mapping[str, str]) -> int:
+    """Check an hf: spec's options; returns its batch size."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise InputError(f"target 'hf:{location}': unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
@@ -63,10 +53,56 @@ def hf_target_factory(location: str, options: Mapping[str, str]) -> "HFTarget":
             batch_size = int(options["batch_size"])
         except ValueError:
             raise InputError(f"target 'hf:{location}': batch_size must be an integer, got '{options['batch_size']}'") from None
+    return batch_size
+
+
+@register_target("hf")
+def hf_target_factory(location: str, options: Mapping[str, str]) -> "HFTarget":
+    """Build an HFTarget from a parsed spec; unknown or malformed options are input errors."""
+    batch_size = _parse_options(location, options)
     return HFTarget(
         location, adapter=options.get("adapter"), device=options.get("device"), dtype=options.get("dtype"),
         batch_size=batch_size,
     )
+
+
+@register_fingerprint("hf")
+def hf_spec_fingerprint(location: str, options: Mapping[str, str]) -> str:
+    """The fingerprint `hf:LOCATION[:options]` would have once loaded, from its files alone (no model load)."""
+    _parse_options(location, options)
+    return HFTarget.spec_fingerprint(location, adapter=options.get("adapter"), device=options.get("device"),
+                                     dtype=options.get("dtype"))
+
+
+def checkpoint_fingerprint(model_path: Path, adapter_path: Path | None, dtype: Any) -> str:
+    """sha256 over the bytes of config, weights, tokenizer (and adapter) files, plus the dtype.
+
+    A pure function of files on disk, so a resumed run can check its target without loading it.
+    """
+    h = hashlib.sha256()
+    for folder in [model_path] + ([adapter_path] if adapter_path else []):
+        for f in _fingerprint_files(folder):
+            h.update(f.name.encode() + b"\0" + file_sha256(f).encode() + b"\0")
+    h.update(str(dtype).encode())
+    return h.hexdigest()
+
+
+def _check_checkpoint(model_path: Path, adapter_path: Path | None) -> Path:
+    """Check the folders hold a loadable checkpoint (cheap file tests); returns the tokenizer's folder."""
+    _check_folder(model_path, "model")
+    if adapter_path is not None:
+        _check_folder(adapter_path, "adapter")
+        if not (adapter_path / "adapter_config.json").is_file():
+            raise InputError(f"{adapter_path}: adapter folder has no adapter_config.json (not a PEFT adapter)")
+    if not (model_path / "config.json").is_file():
+        raise InputError(f"{model_path}: model folder has no config.json (not a transformers checkpoint)")
+    tokenizer_dir = adapter_path if adapter_path and _has_tokenizer(adapter_path) else model_path
+    if not _has_tokenizer(tokenizer_dir):
+        raise InputError(
+            f"{model_path}: model folder has no tokenizer (expected one of {', '.join(TOKENIZER_FILES)}); "
+            f"save it with tokenizer.save_pretrained"
+        )
+    return tokenizer_dir
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -132,19 +168,7 @@ class HFTarget:
             raise InputError(f"target 'hf:{model_path}': batch_size must be >= 1, got {batch_size}")
         self.model_path = Path(model_path).expanduser()
         self.adapter_path = Path(adapter).expanduser() if adapter else None
-        _check_folder(self.model_path, "model")
-        if self.adapter_path is not None:
-            _check_folder(self.adapter_path, "adapter")
-            if not (self.adapter_path / "adapter_config.json").is_file():
-                raise InputError(f"{self.adapter_path}: adapter folder has no adapter_config.json (not a PEFT adapter)")
-        if not (self.model_path / "config.json").is_file():
-            raise InputError(f"{self.model_path}: model folder has no config.json (not a transformers checkpoint)")
-        tokenizer_dir = self.adapter_path if self.adapter_path and _has_tokenizer(self.adapter_path) else self.model_path
-        if not _has_tokenizer(tokenizer_dir):
-            raise InputError(
-                f"{self.model_path}: model folder has no tokenizer (expected one of {', '.join(TOKENIZER_FILES)}); "
-                f"save it with tokenizer.save_pretrained"
-            )
+        tokenizer_dir = _check_checkpoint(self.model_path, self.adapter_path)
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
         self.name = name or f"hf:{self.model_path}" + (f":adapter={self.adapter_path}" if self.adapter_path else "")
@@ -400,13 +424,21 @@ class HFTarget:
     def fingerprint(self) -> str:
         """sha256 over the bytes of config, weights, tokenizer (and adapter) files, plus the dtype."""
         if self._fingerprint is None:
-            h = hashlib.sha256()
-            for folder in [self.model_path] + ([self.adapter_path] if self.adapter_path else []):
-                for f in _fingerprint_files(folder):
-                    h.update(f.name.encode() + b"\0" + file_sha256(f).encode() + b"\0")
-            h.update(str(self.dtype).encode())
-            self._fingerprint = h.hexdigest()
+            self._fingerprint = checkpoint_fingerprint(self.model_path, self.adapter_path, self.dtype)
         return self._fingerprint
+
+    @classmethod
+    def spec_fingerprint(cls, model_path: str | Path, adapter: str | Path | None = None, device: str | None = None,
+                         dtype: str | None = None) -> str:
+        """What `fingerprint()` of HFTarget(model_path, adapter, device, dtype) returns, without loading it.
+
+        Hashes files only (memoized by file signature, see privaudit.engine.hashing), so checking a
+        resumed run's target costs no model load and, for unchanged files, no re-hash.
+        """
+        model = Path(model_path).expanduser()
+        adapter_path = Path(adapter).expanduser() if adapter else None
+        _check_checkpoint(model, adapter_path)
+        return checkpoint_fingerprint(model, adapter_path, _resolve_dtype(dtype, _resolve_device(device)))
 
     def close(self) -> None:
         self.model = None
@@ -495,41 +527,3 @@ def _fingerprint_files(folder: Path) -> list[Path]:
             if f.is_file():
                 seen[f.name] = f
     return [seen[n] for n in sorted(seen)]
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, memoized on disk by (path, size, mtime) so large weights hash once."""
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    memo_file = privaudit_cache_root() / "file_hashes.json"
-    memo = _read_memo(memo_file)
-    if key in memo:
-        return memo[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
-    if stat.st_size >= (1 << 24):  # only big files are worth remembering across processes
-        memo[key] = digest
-        _write_memo(memo_file, memo)
-    return digest
-
-
-def _read_memo(memo_file: Path) -> dict[str, str]:
-    try:
-        data = json.loads(memo_file.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_memo(memo_file: Path, memo: dict[str, str]) -> None:
-    """Atomic replace, so a concurrent reader sees the old or the new memo, never half of one."""
-    try:
-        memo_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(dict(list(memo.items())[-1000:])))
-        os.replace(tmp, memo_file)
-    except OSError:
-        pass  # the memo is an optimization; hashing again is always correct

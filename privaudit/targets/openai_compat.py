@@ -35,7 +35,9 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from privaudit.errors import CapabilityError, InputError, TargetError
-from privaudit.targets.base import CHAT, GENERATE, SCORE, GenerationConfig, Message, register_target
+from privaudit.targets.base import (
+    CHAT, GENERATE, SCORE, GenerationConfig, Message, register_fingerprint, register_target,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -292,14 +294,7 @@ class OpenAICompatTarget:
         `require` and the cache wrapper read, and a property doing network I/O would hide failures
         inside attribute access.
         """
-        try:
-            listing = self._request("GET", "/models", None)
-        except EndpointHTTPError as exc:
-            if exc.status in (401, 403):
-                raise
-            listing = None  # some servers have no /v1/models; requests will tell whether the model exists
-        if listing is not None:
-            self._model_info = self._find_model(listing)
+        self.describe()
         caps = set(self.capabilities)
         if self.options.score is True:
             caps.add(SCORE)
@@ -310,6 +305,18 @@ class OpenAICompatTarget:
             else:
                 self._score_reason = reason
         self.capabilities = frozenset(caps)
+        return self
+
+    def describe(self) -> "OpenAICompatTarget":
+        """Ask the server (GET /v1/models) how it describes the model: what `fingerprint` covers."""
+        try:
+            listing = self._request("GET", "/models", None)
+        except EndpointHTTPError as exc:
+            if exc.status in (401, 403):
+                raise
+            listing = None  # some servers have no /v1/models; requests will tell whether the model exists
+        if listing is not None:
+            self._model_info = self._find_model(listing)
         return self
 
     def _find_model(self, listing: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -594,3 +601,15 @@ def load_openai_target(location: str, options: Mapping[str, str]) -> OpenAICompa
     except BaseException:
         target.close()
         raise
+
+
+@register_fingerprint("openai")
+def openai_spec_fingerprint(location: str, options: Mapping[str, str]) -> str:
+    """The endpoint's fingerprint from one GET /v1/models (no scoring probe, no generation)."""
+    url, model = split_location(location)
+    opts = EndpointOptions.from_options(options, f"openai:{redact_url(url)}#{model}")
+    target = OpenAICompatTarget(url, model, opts)
+    try:
+        return target.describe().fingerprint()
+    finally:
+        target.close()

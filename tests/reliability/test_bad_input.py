@@ -37,15 +37,22 @@ def cli(*args: str) -> Result:
     return CliRunner().invoke(main, ["--quiet", *args])
 
 
-def assert_not_finished(out: Path) -> None:
-    """A failed run may leave a folder, but nothing in it may look like a finished audit."""
+def assert_not_finished(out: Path, error: str | None = None) -> None:
+    """A failed run may leave a folder, but nothing in it may look like a finished audit: no summary
+    or report, and a manifest (where the run got far enough to write one) that says `failed` with
+    the one-line error, the very line the CLI printed when `error` is given."""
     if not out.exists():
         return
     for name in FINISHED_OUTPUTS:
         assert not (out / name).exists(), f"{name} written by a failed run"
     manifest = out / "manifest.json"
     if manifest.exists():
-        assert json.loads(manifest.read_text()).get("status") != "complete"
+        data = json.loads(manifest.read_text())
+        assert data.get("status") == "failed", data.get("status")
+        assert isinstance(data.get("error"), str) and data["error"] and "\n" not in data["error"]
+        assert "finished" not in data
+        if error is not None:
+            assert data["error"] == error
 
 
 def assert_one_line_error(result: Result, *needles: str, out: Path | None = None) -> str:
@@ -60,7 +67,7 @@ def assert_one_line_error(result: Result, *needles: str, out: Path | None = None
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     if out is not None:
-        assert_not_finished(out)
+        assert_not_finished(out, error=lines[0].removeprefix("privaudit: error: "))
     return lines[0]
 
 
@@ -195,6 +202,35 @@ def test_unknown_target_scheme_in_a_later_target_fails_before_the_first_runs(tmp
     assert not out.exists()
 
 
+NESTED_CASES = {
+    # name: (attack tables of the audit TOML, the key path the error must name)
+    "pii-baseline_target": ('[attacks.pii]\nsubjects = "{subjects}"\nbaseline_target = "nosuch:base"\n',
+                            "attacks.pii.baseline_target"),
+    "membership-reference": ('[attacks.membership]\ncorpus = "{subjects}"\nreference = "nosuch:base"\n',
+                             "attacks.membership.reference"),
+    "bias-judge": ('[attacks.bias]\njudge = "nosuch:judge"\n', "attacks.bias.judge"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NESTED_CASES))
+def test_unknown_scheme_in_a_nested_target_spec_fails_before_any_run_folder_exists(
+        tmp_path: Path, subjects_file: Path, case: str):
+    tables, key = NESTED_CASES[case]
+    out = tmp_path / "run"
+    audit = tmp_path / "audit.toml"
+    audit.write_text(f'targets = ["{SCHEME}:m"]\nout = "{out}"\n' + tables.format(subjects=subjects_file))
+    assert_one_line_error(cli("run", str(audit)), f"audit.toml: {key}:", "unknown target scheme 'nosuch'", "known:")
+    assert not out.exists()
+
+
+def test_nested_spec_without_scheme_on_the_command_line_names_the_option(tmp_path: Path, subjects_file: Path):
+    out = tmp_path / "run"
+    result = cli("attack", "pii", "--target", f"{SCHEME}:m", "--subjects", str(subjects_file), "--out", str(out),
+                 "--baseline", "justaname")
+    assert_one_line_error(result, "attacks.pii.baseline_target", "has no scheme")
+    assert not out.exists()
+
+
 def test_target_spec_without_scheme_is_one_line_error(tmp_path: Path, subjects_file: Path):
     result, out = attack_pii(tmp_path, subjects_file, target="justaname")
     assert_one_line_error(result, "has no scheme", out=out)
@@ -275,7 +311,7 @@ def test_adapter_for_another_base_is_one_line_error_in_a_real_process(
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("privaudit: error: ")
     assert "adapter does not match base model" in lines[0] and str(foreign_adapter) in lines[0]
-    assert_not_finished(out)
+    assert_not_finished(out, error=lines[0].removeprefix("privaudit: error: "))
 
 
 def test_adapter_folder_without_adapter_config_is_one_line_error(tmp_path: Path, subjects_file: Path,
