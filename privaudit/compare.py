@@ -375,7 +375,7 @@ def summary_result(rows: Sequence[Mapping[str, Any]], table: pd.DataFrame,
 
 def run_comparison(spec: CompareSpec, progress: ProgressReporter | None = None, source: str = "compare") -> Comparison:
     """Build or reuse every variant, run the same attacks on each, write the table and reports."""
-    from privaudit.audit import AuditSpec, check_target_specs, run_audit
+    from privaudit.audit import AuditSpec, run_audit
     from privaudit.reports import write_reports
 
     progress = progress or ProgressReporter(quiet=True)
@@ -390,13 +390,20 @@ def run_comparison(spec: CompareSpec, progress: ProgressReporter | None = None, 
     specs = list(dict.fromkeys(v.target_spec for v in variants.values()))
     audit = AuditSpec(targets=specs, attacks=attacks, out=out, seed=spec.seed, batch_size=spec.batch_size,
                       cache=spec.cache, show_pii=spec.show_pii)
-    results = run_audit(audit, progress=progress, source=source)
-    per_variant = results_by_variant(variants, results)
-    rows = comparison_rows(variants, per_variant)
-    table = pd.DataFrame(rows)
-    table.to_csv(out / TABLE_CSV, index=False)
-    (out / TABLE_JSON).write_text(table.to_json(orient="records", indent=2), encoding="utf-8")
-    summary = summary_result(rows, table, per_variant)
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    write_reports(out, [*results, summary], manifest, show_pii=spec.show_pii, thresholds=spec.thresholds or None)
+    made: dict[str, Any] = {}
+
+    def write_outputs(results: list[AttackResult], manifest: Mapping[str, Any]) -> None:
+        """The table, then every report with the compare pseudo-result: before the run is `complete`."""
+        per_variant = results_by_variant(variants, results)
+        rows = comparison_rows(variants, per_variant)
+        table = pd.DataFrame(rows)
+        table.to_csv(out / TABLE_CSV, index=False)
+        (out / TABLE_JSON).write_text(table.to_json(orient="records", indent=2), encoding="utf-8")
+        summary = summary_result(rows, table, per_variant)
+        write_reports(out, [*results, summary], manifest, show_pii=spec.show_pii,
+                      thresholds=spec.thresholds or None)
+        made.update(table=table, summary=summary)
+
+    results = run_audit(audit, progress=progress, source=source, outputs=write_outputs)
+    table, summary = made["table"], made["summary"]
     return Comparison(table=table, variants=variants, results=results, summary_result=summary, out=out)

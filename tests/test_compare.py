@@ -73,6 +73,8 @@ def test_dp_variant_reports_epsilon_and_leaks_less_than_no_defense(memorized_set
         assert compare["metrics"][f"membership.auc.{variant}"]["value"] == source["value"]
         assert compare["metrics"][f"membership.auc.{variant}"]["method"] == "cluster_bootstrap"
     assert summary["gate"]["status"] == "pass"
+    # the run is complete only once the comparison's own reports (with the compare result) exist
+    assert json.loads((tmp_path / "cmp" / "manifest.json").read_text())["status"] == "complete"
     failing = tmp_path / "strict.toml"
     failing.write_text('[thresholds]\n"compare.epsilon.dp_sgd" = "<= 1"\n', encoding="utf-8")
     strict = CliRunner().invoke(main, ["gate", str(tmp_path / "cmp"), "--config", str(failing)])
