@@ -37,6 +37,12 @@ class CapabilityError(PrivauditError):
     exit_code = EXIT_CANNOT_MEASURE
 
 
+class IncompleteRunError(PrivauditError):
+    """A run folder whose manifest says it did not finish: its results cannot carry a verdict (exit 3)."""
+
+    exit_code = EXIT_CANNOT_MEASURE
+
+
 class RunLockedError(PrivauditError):
     """Another run holds the output folder's lock."""
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
-from privaudit.errors import EXIT_CANNOT_MEASURE, EXIT_GATE_FAILED, EXIT_OK, InputError
+from privaudit.errors import EXIT_CANNOT_MEASURE, EXIT_GATE_FAILED, EXIT_OK, IncompleteRunError, InputError
 from privaudit.metrics import VALUE_KINDS, MetricSpecs
 
 Bound = Literal["upper", "lower", "value"]
@@ -305,9 +305,18 @@ def load_thresholds(config_path: Path) -> dict[str, Any]:
 
 def run_gate(run_dir: Path, thresholds: Mapping[str, Any], junit_path: Path | None = None,
              where: str = "thresholds") -> GateOutcome:
-    """Gate a finished run folder (its summary.json); optionally write JUnit XML of the checks."""
-    from privaudit.reports.rundir import load_summary
+    """Gate a finished run folder (its summary.json); optionally write JUnit XML of the checks.
 
+    A folder whose run failed, was interrupted or is still running holds part of the results, and a
+    part can pass where the whole would fail: it is refused (exit 3) rather than gated.
+    """
+    from privaudit.reports.rundir import load_summary, read_manifest
+
+    status = read_manifest(Path(run_dir)).get("status")
+    if status is not None and status != "complete":
+        error = read_manifest(Path(run_dir)).get("error")
+        raise IncompleteRunError(f"{run_dir}: the run is '{status}'" + (f" ({error})" if error else "")
+                                 + "; its results are incomplete: rerun it (it resumes) before gating")
     summary = load_summary(Path(run_dir))
     outcome = evaluate(summary, thresholds, where=where)
     if junit_path is not None:

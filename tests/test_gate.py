@@ -305,3 +305,19 @@ def test_an_attack_not_in_the_audit_fails_at_load(tmp_path):
     (line,) = result.output.strip().splitlines()
     assert result.exit_code == 2 and "attack 'pii' is not in this audit (attacks: membership)" in line
     assert not (tmp_path / "run").exists() and seconds < 5
+
+
+@pytest.mark.parametrize("status", ["failed", "interrupted", "running"])
+def test_gating_a_run_that_did_not_finish_is_refused_with_exit_3(tmp_path, status, fixture_attack):
+    """A part of the results can pass where the whole would fail: an unfinished run carries no verdict."""
+    run = tmp_path / "run"
+    write_run(run, make_subjects(4))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(status=status, error="boom: the endpoint went away" if status == "failed" else None)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[thresholds]\n"reportfixture.exact_match_rate" = "<= 0.999"\n')
+    result = CliRunner().invoke(main, ["gate", str(run), "--config", str(cfg)])
+    assert result.exit_code == 3, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"the run is '{status}'" in lines[0] and "rerun it" in lines[0]
