@@ -219,7 +219,8 @@ class Registry(Generic[T]):
                     raise ValueError(f"it names {self.kind} '{own}'; the entry point's name must be '{own}'")
                 self.add(name, obj)
         except Exception as exc:  # a broken plugin is named in one line, not a traceback from deep inside
-            raise InputError(f"{_describe(ep)} failed to load: {type(exc).__name__}: {exc} {hint}") from exc
+            detail = " ".join(str(exc).split())  # one line, whatever the plugin raised
+            raise InputError(f"{_describe(ep)} failed to load: {type(exc).__name__}: {detail} {hint}") from exc
         if name not in self._items:
             raise InputError(f"{_describe(ep)} registered no {self.kind} named '{name}' {hint}")
 
