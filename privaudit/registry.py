@@ -207,8 +207,8 @@ class Registry(Generic[T]):
         if not eps:
             return
         if len(eps) > 1:
-            raise InputError(f"{len(eps)} plugins provide {self.kind} '{name}' ({'; '.join(_describe(e) for e in eps)}); "
-                             f"choose one with {PLUGINS_ENV}")
+            sources = "; ".join(_describe(e) for e in eps)
+            raise InputError(f"{len(eps)} plugins provide {self.kind} '{name}' ({sources}); choose one with {PLUGINS_ENV}")
         ep = eps[0]
         hint = f"(set {PLUGINS_ENV} to leave it out)"
         try:

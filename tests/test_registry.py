@@ -168,7 +168,8 @@ def test_registries_list_names_without_importing_heavy_modules() -> None:
             "from privaudit.defenses.registry import DEFENSES\nfrom privaudit.reports import FORMATS\n"
             "assert {'pii', 'membership'} <= set(ATTACKS.names()) and 'hf' in TARGETS and 'dp_sgd' in DEFENSES\n"
             "assert 'html' in FORMATS and TARGETS.get('openai')\n"
-            "heavy = ('torch', 'opacus', 'flwr', 'privaudit.defenses.output_filter', 'privaudit.attacks.pii_extraction')\n"
+            "heavy = ('torch', 'opacus', 'flwr', 'privaudit.defenses.output_filter',\n"
+            "         'privaudit.attacks.pii_extraction')\n"
             "print(sorted(m for m in heavy if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
