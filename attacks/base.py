@@ -18,10 +18,9 @@ from privaudit.config import dataclass_from_mapping
 from privaudit.engine.cache import CachedTarget, SqliteCache
 from privaudit.engine.identity import TargetLedger
 from privaudit.engine.store import RunStore, record_key
-from privaudit.errors import InputError
-from privaudit.plugins import import_plugin
 from privaudit.metrics import Estimate, MetricSpecs, with_contract
 from privaudit.progress import ProgressReporter
+from privaudit.registry import Registry
 from privaudit.targets.base import Target, load_target, require
 
 ItemT = TypeVar("ItemT")
@@ -176,34 +175,45 @@ class Attack(ABC):
         """Derive metrics, tables and chart data from records alone (reports re-run this)."""
 
 
-_REGISTRY: dict[str, type[Attack]] = {}
-# Attack name -> module that registers it; imported lazily because some pull heavy dependencies.
-_KNOWN_MODULES: dict[str, str] = {
-    "pii": "privaudit.attacks.pii_extraction",
-    "attributes": "privaudit.attacks.attribute_inference",
-    "bias": "privaudit.attacks.personalization_bias",
-    "membership": "privaudit.attacks.membership",
-}
+def _check_attack(name: str, cls: type[Attack]) -> None:
+    """What the audit runner relies on: an Attack subclass named `name`, with Params and declared metrics."""
+    if not (isinstance(cls, type) and issubclass(cls, Attack)):
+        raise TypeError(f"attack '{name}': {cls!r} is not a subclass of privaudit.attacks.base.Attack")
+    if getattr(cls, "name", None) != name:
+        raise ValueError(f"attack '{name}': its class is named {getattr(cls, 'name', None)!r}")
+    if not isinstance(getattr(cls, "Params", None), type):
+        raise TypeError(f"attack '{name}': needs a `Params` dataclass")
+    if not isinstance(cls.metrics, MetricSpecs):
+        raise TypeError(f"attack '{name}': `metrics` must be a MetricSpecs (privaudit.metrics.metric_specs)")
+
+
+# Built-in attack name -> module that registers it, imported on first use (some pull heavy
+# dependencies); outside packages add attacks through the `privaudit.attacks` entry-point group.
+ATTACKS: Registry[type[Attack]] = Registry(
+    "attack", "privaudit.attacks",
+    builtins={
+        "pii": "privaudit.attacks.pii_extraction",
+        "attributes": "privaudit.attacks.attribute_inference",
+        "bias": "privaudit.attacks.personalization_bias",
+        "membership": "privaudit.attacks.membership",
+    },
+    validate=_check_attack,
+)
 
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
     """Class decorator: make an attack available by its `name` in configs and the CLI."""
-    _REGISTRY[cls.name] = cls
-    return cls
+    return ATTACKS.add(cls.name, cls)
 
 
 def get_attack(name: str) -> type[Attack]:
-    if name not in _REGISTRY and name in _KNOWN_MODULES:
-        import_plugin(_KNOWN_MODULES[name])
-    if name not in _REGISTRY:
-        raise InputError(f"unknown attack '{name}' (known: {', '.join(available_attacks())})")
-    return _REGISTRY[name]
+    """The attack class registered as `name`; unknown names are a one-line InputError listing the known."""
+    return ATTACKS.get(name)
 
 
 def available_attacks() -> list[str]:
-    for module in _KNOWN_MODULES.values():
-        import_plugin(module)
-    return sorted(_REGISTRY)
+    """Every known attack name (built-ins and allowed plugins), without importing their modules."""
+    return ATTACKS.names()
 
 
 def batched(items: Sequence[ItemT], size: int) -> Iterable[Sequence[ItemT]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from privaudit.errors import InputError
-from privaudit.plugins import import_plugin
+from privaudit.registry import Registry
 
 RECORD_FILE = "defended.json"
 
@@ -142,36 +142,42 @@ class Defense(Protocol):
     def apply(self, base: Path, corpus: Any, cfg: Mapping[str, Any], out_dir: Path) -> DefendedModel: ...
 
 
-_DEFENSES: dict[str, type] = {}
-# Defense name -> module that registers it, imported lazily (torch, opacus and flwr are heavy).
-_KNOWN_MODULES: dict[str, str] = {
-    "none": "privaudit.defenses.finetune",
-    "scrub": "privaudit.defenses.scrub",
-    "dp_sgd": "privaudit.defenses.dp_sgd",
-    "output_filter": "privaudit.defenses.output_filter",
-    "federated": "privaudit.defenses.federated",
-}
+def _check_defense(name: str, cls: type) -> None:
+    """What compare and defend rely on: a class named `name` whose instances have `apply`."""
+    if not isinstance(cls, type) or not callable(getattr(cls, "apply", None)):
+        raise TypeError(f"defense '{name}': {cls!r} is not a class with an `apply` method")
+    if getattr(cls, "name", None) != name:
+        raise ValueError(f"defense '{name}': its class is named {getattr(cls, 'name', None)!r}")
+
+
+# Built-in defense name -> module that registers it, imported on first use (torch, opacus and flwr
+# are heavy); outside packages add defenses through the `privaudit.defenses` entry-point group.
+DEFENSES: Registry[type] = Registry(
+    "defense", "privaudit.defenses",
+    builtins={
+        "none": "privaudit.defenses.finetune",
+        "scrub": "privaudit.defenses.scrub",
+        "dp_sgd": "privaudit.defenses.dp_sgd",
+        "output_filter": "privaudit.defenses.output_filter",
+        "federated": "privaudit.defenses.federated",
+    },
+    validate=_check_defense,
+)
 
 
 def register_defense(cls: type) -> type:
     """Class decorator: make a defense available by its `name` in compare.toml."""
-    _DEFENSES[cls.name] = cls
-    return cls
+    return DEFENSES.add(cls.name, cls)
 
 
 def get_defense(name: str) -> Defense:
     """An instance of the defense registered as `name` (importing its module on first use)."""
-    if name not in _DEFENSES and name in _KNOWN_MODULES:
-        import_plugin(_KNOWN_MODULES[name])
-    if name not in _DEFENSES:
-        raise InputError(f"unknown defense '{name}' (known: {', '.join(available_defenses())})")
-    return _DEFENSES[name]()
+    return DEFENSES.get(name)()
 
 
 def available_defenses() -> list[str]:
-    for module in _KNOWN_MODULES.values():
-        import_plugin(module)
-    return sorted(_DEFENSES)
+    """Every known defense name (built-ins and allowed plugins), without importing their modules."""
+    return DEFENSES.names()
 
 
 def known_values_of(subjects: Sequence[Any]) -> dict[str, list[tuple[str, str]]]:
@@ -186,6 +192,6 @@ def known_values_of(subjects: Sequence[Any]) -> dict[str, list[tuple[str, str]]]
 
 
 __all__ = [
-    "DefendedModel", "Defense", "PrivacyReport", "ScrubReport", "TrainingReport", "available_defenses",
+    "DEFENSES", "DefendedModel", "Defense", "PrivacyReport", "ScrubReport", "TrainingReport", "available_defenses",
     "get_defense", "known_values_of", "load_defended", "register_defense",
 ]

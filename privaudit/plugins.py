@@ -1,19 +1,11 @@
-"""Lazy import of the modules that register targets, attacks and defenses by name.
+"""Kept for imports written before `privaudit.registry`: the lazy module import used by every registry.
 
-Registries import their built-in modules on first use rather than at start-up (torch, opacus and
-flwr are heavy). A module that is absent is skipped, so an optional plugin stays unregistered; an
-ImportError raised *inside* a present module is a real bug and is never hidden.
+Registries (privaudit.registry) import their built-in modules on first use rather than at start-up
+(torch, opacus and flwr are heavy) and find outside plugins through package entry points.
 """
 
 from __future__ import annotations
 
-import importlib
+from privaudit.registry import PLUGINS_ENV, Registry, allowed_plugins, import_plugin
 
-
-def import_plugin(module: str) -> None:
-    """Import `module` (which registers itself); do nothing when that module itself does not exist."""
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
+__all__ = ["PLUGINS_ENV", "Registry", "allowed_plugins", "import_plugin"]

@@ -2,7 +2,7 @@
 
 `write_reports` builds the summary once (masked unless `show_pii`, gated when thresholds are
 given) and renders every registered format from it: summary.json, report.html, junit.xml and
-summary.md. Formats register themselves by name with `report_format`.
+summary.md. Formats register themselves by name with `report_format` (privaudit.registry).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from privaudit.engine.store import write_text_atomic
+from privaudit.registry import Registry
 
 Renderer = Callable[[Mapping[str, Any]], str]
 
@@ -25,55 +26,55 @@ class ReportFormat:
     render: Renderer
 
 
-_FORMATS: dict[str, ReportFormat] = {}
+def _check_format(name: str, fmt: ReportFormat) -> None:
+    if not isinstance(fmt, ReportFormat):
+        raise TypeError(f"report format '{name}': {fmt!r} is not a privaudit.reports.ReportFormat "
+                        "(register a renderer with @report_format(name, filename))")
+    if fmt.name != name:
+        raise ValueError(f"report format '{name}': its ReportFormat is named '{fmt.name}'")
+    if not fmt.filename or "/" in fmt.filename or "\\" in fmt.filename:
+        raise ValueError(f"report format '{name}': filename must be a plain file name, got {fmt.filename!r}")
+
+
+# Built-in format -> module that registers it (written in this order); outside packages add formats
+# through the `privaudit.reports` entry-point group (a ReportFormat, or a module using the decorator).
+FORMATS: Registry[ReportFormat] = Registry(
+    "report format", "privaudit.reports",
+    builtins={
+        "json": "privaudit.reports.json",
+        "html": "privaudit.reports.html",
+        "junit": "privaudit.reports.junit",
+        "markdown": "privaudit.reports.markdown",
+    },
+    validate=_check_format, sort=False,
+)
 
 
 def report_format(name: str, filename: str) -> Callable[[Renderer], Renderer]:
-    """Register `render(summary) -> text` as format `name`, written to `filename`."""
+    """Register `render(summary) -> text` as format `name`, written to `filename` in the run folder."""
 
     def deco(fn: Renderer) -> Renderer:
-        _FORMATS[name] = ReportFormat(name, filename, fn)
+        FORMATS.add(name, ReportFormat(name, filename, fn))
         return fn
 
     return deco
 
 
 def available_formats() -> list[str]:
-    _register_builtin()
-    return list(_FORMATS)
-
-
-def _register_builtin() -> None:
-    if _FORMATS:
-        return
-    from privaudit.reports.html import render_html
-    from privaudit.reports.json import render_json
-    from privaudit.reports.junit import render_junit
-    from privaudit.reports.markdown import render_markdown
-
-    report_format("json", "summary.json")(render_json)
-    report_format("html", "report.html")(render_html)
-    report_format("junit", "junit.xml")(render_junit)
-    report_format("markdown", "summary.md")(render_markdown)
+    """Every known format name: the built-ins in the order they are written, then the others."""
+    return FORMATS.names()
 
 
 def write_summary_formats(out: Path, summary: Mapping[str, Any], formats: Iterable[str] | None = None) -> dict[str, Path]:
     """Render `summary` in each format (all by default) into folder `out`; returns name -> path."""
-    _register_builtin()
+    chosen = list(FORMATS.load_all().values()) if formats is None else [FORMATS.get(n) for n in formats]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = list(formats) if formats is not None else list(_FORMATS)
-    unknown = [n for n in names if n not in _FORMATS]
-    if unknown:
-        from privaudit.errors import InputError
-
-        raise InputError(f"unknown report format '{unknown[0]}' (known: {', '.join(_FORMATS)})")
     written: dict[str, Path] = {}
-    for name in names:
-        fmt = _FORMATS[name]
+    for fmt in chosen:
         path = out / fmt.filename
         write_text_atomic(path, fmt.render(summary))
-        written["summary" if name == "json" else name] = path
+        written["summary" if fmt.name == "json" else fmt.name] = path
     return written
 
 

@@ -30,10 +30,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 from markupsafe import Markup, escape
 
+from privaudit.errors import InputError
+from privaudit.registry import Registry
 from privaudit.reports.text import display_text
 
 ChartRenderer = Callable[[Mapping[str, Any]], str]
-_RENDERERS: dict[str, ChartRenderer] = {}
+# Chart kind -> renderer; the built-ins below register by decorator, outside packages through the
+# `privaudit.charts` entry-point group (so `privaudit report` draws a plugin attack's own kinds).
+CHARTS: Registry[ChartRenderer] = Registry("chart kind", "privaudit.charts")
 
 WIDTH = 680
 LABEL_W = 200
@@ -47,22 +51,20 @@ class ChartDataError(ValueError):
 
 def chart_kind(name: str) -> Callable[[ChartRenderer], ChartRenderer]:
     """Register a renderer for chart entries of `kind == name`."""
-
-    def deco(fn: ChartRenderer) -> ChartRenderer:
-        _RENDERERS[name] = fn
-        return fn
-
-    return deco
+    return CHARTS.register(name)
 
 
 def known_kinds() -> list[str]:
-    return sorted(_RENDERERS)
+    return CHARTS.names()
 
 
 def render_chart(chart: Mapping[str, Any]) -> Markup:
     """SVG for a chart entry, or an HTML table of its data when it cannot be drawn."""
     kind = chart.get("kind") if isinstance(chart, Mapping) else None
-    renderer = _RENDERERS.get(kind) if isinstance(kind, str) else None
+    try:
+        renderer = CHARTS.find(kind) if isinstance(kind, str) else None
+    except InputError as exc:  # a broken chart plugin: the report still shows the data
+        return data_table(chart, note=str(exc))
     if renderer is not None:
         try:
             return Markup(renderer(chart))

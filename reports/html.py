@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from privaudit.reports import report_format
 from privaudit.reports.charts import render_chart
 from privaudit.reports.text import display_text
 
@@ -202,6 +203,7 @@ def _verdict(gate: Mapping[str, Any] | None) -> dict[str, str]:
             "detail": "Each metric's conservative bound of its 95% interval is within its threshold (exit 0)."}
 
 
+@report_format("html", "report.html")
 def render_html(summary: Mapping[str, Any]) -> str:
     """The report page for a summary (masked or not, as the summary says)."""
     view = report_view(summary)

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from privaudit.errors import InputError
 from privaudit.metrics import DIRECTIONS, KINDS
+from privaudit.reports import report_format
 from privaudit.reports.text import fix_surrogates, to_jsonable, truncate
 
 SCHEMA_VERSION = "2.0"  # 2.0: every metric carries its contract (kind, direction, unit, cluster, pattern)
@@ -86,6 +87,7 @@ def _cut_strings(obj: Any) -> Any:
     return obj
 
 
+@report_format("json", "summary.json")
 def render_json(summary: Mapping[str, Any]) -> str:
     """The summary as strict JSON text (no NaN: non-finite numbers are null)."""
     return json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from privaudit.engine.store import write_text_atomic
+from privaudit.reports import report_format
 from privaudit.reports.text import display_text
 
 SUITE_NAME = "privaudit.gate"
@@ -60,6 +61,7 @@ def build_junit(summary: Mapping[str, Any]) -> ET.Element:
     return root
 
 
+@report_format("junit", "junit.xml")
 def render_junit(summary: Mapping[str, Any]) -> str:
     root = build_junit(summary)
     ET.indent(root)

@@ -11,6 +11,7 @@ import math
 import re
 from typing import Any, Mapping
 
+from privaudit.reports import report_format
 from privaudit.reports.text import display_text
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()!|~])")
@@ -48,6 +49,7 @@ def _sample(est: Mapping[str, Any]) -> str:
     return text
 
 
+@report_format("markdown", "summary.md")
 def render_markdown(summary: Mapping[str, Any]) -> str:
     gate = summary.get("gate")
     lines = ["## privaudit: privacy audit", ""]

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pandas as pd
 from faker import Faker
 
-from privaudit.attacks.base import _REGISTRY, Attack, AttackResult, RunContext, register_attack
+from privaudit.attacks.base import ATTACKS, Attack, AttackResult, RunContext, register_attack
 from privaudit.engine.store import RunStore
 from privaudit.metrics import MetricSpec, metric_specs, proportion
 
@@ -121,7 +121,7 @@ def registered_fixture_attack() -> Iterator[type[Attack]]:
     try:
         yield ReportFixtureAttack
     finally:
-        _REGISTRY.pop(ATTACK_NAME, None)
+        ATTACKS.remove(ATTACK_NAME)
 
 
 def write_run(run_dir: Path, subjects: list[dict[str, str]], targets: tuple[str, ...] = ("tiny-a", "tiny-b"),

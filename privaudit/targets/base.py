@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from privaudit.errors import CapabilityError, InputError
+from privaudit.registry import Registry
 
 GENERATE = "generate"
 SCORE = "score"  # teacher-forced sum log-prob of a continuation given a prompt
@@ -98,21 +99,40 @@ def require(target: Target, capability: str, attack: str) -> None:
 
 
 TargetFactory = Callable[[str, Mapping[str, str]], Target]
-_SCHEMES: dict[str, TargetFactory] = {}
+
+
+def _check_factory(scheme: str, factory: TargetFactory) -> None:
+    if not callable(factory):
+        raise TypeError(f"target scheme '{scheme}': {factory!r} is not a factory(location, options) -> Target")
+    if ":" in scheme:
+        raise ValueError(f"target scheme '{scheme}': a scheme may not contain ':'")
+
+
+# Built-in scheme -> module that registers it, imported when a spec names the scheme (torch is
+# heavy). `output_filter:` wraps another target with a defense's redaction, so the defense module
+# registers it: named here as data, so this module never imports privaudit.defenses. Outside
+# packages add schemes through the `privaudit.targets` entry-point group.
+TARGETS: Registry[TargetFactory] = Registry(
+    "target scheme", "privaudit.targets",
+    builtins={
+        "builtin": "privaudit.targets.builtin",
+        "hf": "privaudit.targets.hf",
+        "openai": "privaudit.targets.openai_compat",
+        "output_filter": "privaudit.defenses.output_filter",
+    },
+    validate=_check_factory,
+)
 
 
 def register_target(scheme: str) -> Callable[[TargetFactory], TargetFactory]:
     """Register a factory for specs of the form 'SCHEME:REST[:key=value...]'."""
-
-    def deco(factory: TargetFactory) -> TargetFactory:
-        _SCHEMES[scheme] = factory
-        return factory
-
-    return deco
+    return TARGETS.register(scheme)
 
 
 FingerprintFn = Callable[[str, Mapping[str, str]], str]
-_FINGERPRINTS: dict[str, FingerprintFn] = {}
+# Filled by the module that registers the scheme (no plugins of its own: a plugin target module
+# registers its fingerprint by decorator when its scheme is loaded).
+FINGERPRINTS: Registry[FingerprintFn] = Registry("target fingerprint")
 
 
 def register_fingerprint(scheme: str) -> Callable[[FingerprintFn], FingerprintFn]:
@@ -122,25 +142,21 @@ def register_fingerprint(scheme: str) -> Callable[[FingerprintFn], FingerprintFn
     A resumed run uses it to check, before any attack runs, that the model behind each spec is the
     one its stored results came from; schemes without one are loaded to be fingerprinted.
     """
-
-    def deco(fn: FingerprintFn) -> FingerprintFn:
-        _FINGERPRINTS[scheme] = fn
-        return fn
-
-    return deco
+    return FINGERPRINTS.register(scheme)
 
 
 def spec_fingerprint(spec: str) -> str | None:
     """The fingerprint of the model `spec` names, computed without loading it; None where the backend cannot."""
     parsed = TargetSpec.parse(spec)
-    _import_backends()
-    fn = _FINGERPRINTS.get(parsed.scheme)
+    if TARGETS.find(parsed.scheme) is None:  # imports the module that registers the scheme (and its fingerprint)
+        return None
+    fn = FINGERPRINTS.find(parsed.scheme)
     return fn(parsed.location, dict(parsed.options)) if fn is not None else None
 
 
 def registered_schemes() -> list[str]:
-    _import_backends()
-    return sorted(_SCHEMES)
+    """Every known scheme (built-ins and allowed plugins), without importing a backend."""
+    return TARGETS.names()
 
 
 @dataclass(frozen=True)
@@ -186,23 +202,9 @@ def _parse_options(spec: str, items: Sequence[str]) -> dict[str, str]:
     return options
 
 
-def _import_backends() -> None:
-    """Import the built-in backends so that they register their schemes (lazy: torch is heavy)."""
-    from privaudit.plugins import import_plugin
-
-    for module in ("privaudit.targets.hf", "privaudit.targets.builtin", "privaudit.targets.openai_compat",
-                   "privaudit.defenses.output_filter"):
-        import_plugin(module)
-
-
 def load_target(spec: str, **overrides: str) -> Target:
     """Build a target from its spec string; unknown schemes are an input error (exit 2)."""
     parsed = TargetSpec.parse(spec)
-    _import_backends()
-    factory = _SCHEMES.get(parsed.scheme)
-    if factory is None:
-        raise InputError(
-            f"unknown target scheme '{parsed.scheme}' in '{spec}' (known: {', '.join(sorted(_SCHEMES))})"
-        )
+    factory = TARGETS.get(parsed.scheme, where=f" in '{spec}'")
     options = {**parsed.options, **overrides}
     return factory(parsed.location, options)
