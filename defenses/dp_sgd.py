@@ -43,16 +43,14 @@ Which layers work (opacus 1.6, transformers 5.x, torch 2.13; checked by tests an
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from privaudit.defenses.finetune import (
-    apply_lora, count_trainable, encode_texts, load_causal_lm, per_sequence_loss, perplexity,
-    save_trained, seed_everything,
+    apply_lora, encode_texts, finish_training, open_base, per_sequence_loss, train_epochs,
 )
-from privaudit.defenses.registry import DefendedModel, PrivacyReport, TrainingReport, register_defense
+from privaudit.defenses.registry import DefendedModel, Defense, DefenseContext, PrivacyReport, register_defense
 from privaudit.errors import InputError
 from privaudit.progress import ProgressReporter
 
@@ -215,9 +213,7 @@ def train_dp_sgd(
     from torch.utils.data import DataLoader
 
     progress = progress or ProgressReporter(quiet=True)
-    seed_everything(cfg.seed)
-    model, tokenizer = load_causal_lm(base)
-    base_ppl = perplexity(model, tokenizer, heldout_texts, cfg.batch_size, cfg.max_length)
+    model, tokenizer, base_ppl = open_base(base, cfg.seed, heldout_texts, cfg.batch_size, cfg.max_length)
     units = dict(train_texts) if isinstance(train_texts, Mapping) else {
         f"example-{i}": t for i, t in enumerate(train_texts)}
     if cfg.privacy_unit == "subject":
@@ -263,48 +259,32 @@ def train_dp_sgd(
         private_model, dp_optimizer, dp_loader = wrapped
         dp_criterion = None
 
-    steps, last_epoch_losses = 0, []
-    started = time.perf_counter()
+    def step(ids, att) -> float | None:
+        dp_optimizer.zero_grad(set_to_none=True)
+        loss = dp_step_loss(private_model, ids, att, dp_criterion)
+        loss.backward()
+        dp_optimizer.step()
+        if not len(ids):
+            return None
+        return float(loss.detach() if dp_criterion is None else loss.item())
+
     private_model.train()
-    with progress.task(f"DP-SGD fine-tuning ({cfg.grad_sample_mode})", cfg.epochs * len(dp_loader)) as advance:
-        for _ in range(cfg.epochs):
-            epoch_losses = []
-            for ids, att in dp_loader:
-                dp_optimizer.zero_grad(set_to_none=True)
-                loss = dp_step_loss(private_model, ids, att, dp_criterion)
-                loss.backward()
-                dp_optimizer.step()
-                steps += 1
-                if len(ids):
-                    epoch_losses.append(float(loss.detach() if dp_criterion is None else loss.item()))
-                advance(1)
-            last_epoch_losses = epoch_losses
-    seconds = time.perf_counter() - started
+    steps, seconds, last_epoch_losses = train_epochs(
+        dp_loader, cfg.epochs, step, progress, f"DP-SGD fine-tuning ({cfg.grad_sample_mode})")
     epsilon = float(engine.get_epsilon(delta))
     noise = float(dp_optimizer.noise_multiplier)
     sample_rate = float(1 / len(dp_loader))
     if hasattr(private_model, "_close"):
         private_model._close()  # remove Opacus hooks so the saved model is a plain transformers model
-    ppl = perplexity(model, tokenizer, heldout_texts, cfg.batch_size, cfg.max_length)
-    spec = save_trained(model, tokenizer, base, out_dir, cfg.lora)
-    record = DefendedModel(
-        name=name, target_spec=spec, out_dir=Path(out_dir),
-        training=TrainingReport(
-            steps=steps, seconds=round(seconds, 3),
-            train_loss=float(sum(last_epoch_losses) / max(len(last_epoch_losses), 1)),
-            heldout_perplexity=ppl, base_heldout_perplexity=base_ppl,
-            trainable_parameters=count_trainable(model), mode="lora" if cfg.lora else "full",
-        ),
-        privacy=PrivacyReport(
-            epsilon=epsilon, delta=delta, noise_multiplier=noise, max_grad_norm=cfg.max_grad_norm,
-            sample_rate=sample_rate, steps=steps, accountant=cfg.accountant, target_epsilon=cfg.target_epsilon,
-            grad_sample_mode=cfg.grad_sample_mode, poisson_sampling=cfg.poisson_sampling,
-            privacy_unit=cfg.privacy_unit,
-        ),
-        notes=tuple(notes),
+    privacy = PrivacyReport(
+        epsilon=epsilon, delta=delta, noise_multiplier=noise, max_grad_norm=cfg.max_grad_norm,
+        sample_rate=sample_rate, steps=steps, accountant=cfg.accountant, target_epsilon=cfg.target_epsilon,
+        grad_sample_mode=cfg.grad_sample_mode, poisson_sampling=cfg.poisson_sampling,
+        privacy_unit=cfg.privacy_unit,
     )
-    record.save()
-    return record
+    return finish_training(model, tokenizer, base, out_dir, cfg, name=name, steps=steps, seconds=seconds,
+                           losses=last_epoch_losses, heldout_texts=heldout_texts, base_perplexity=base_ppl,
+                           privacy=privacy, notes=tuple(notes))
 
 
 def dp_step_loss(model: Any, input_ids, attention_mask, dp_criterion: Any = None):
@@ -338,16 +318,13 @@ def epsilon_from_history(accountant: str, noise_multiplier: float, sample_rate: 
 
 
 @register_defense
-class DPSGDDefense:
+class DPSGDDefense(Defense):
     """DP-SGD fine-tuning (Opacus) from the same base on the same corpus."""
 
     name = "dp_sgd"
-    Config = DPConfig
+    Params = DPConfig
 
-    def apply(self, base: Path, corpus: Any, cfg: Mapping[str, Any], out_dir: Path,
-              progress: ProgressReporter | None = None) -> DefendedModel:
-        from privaudit.config import dataclass_from_mapping
-
-        config = dataclass_from_mapping(DPConfig, cfg, "defenses.dp_sgd")
-        return train_dp_sgd(base, privacy_units(corpus, config.privacy_unit), corpus.heldout_texts(), config,
-                            out_dir, progress, name=self.name)
+    def apply(self, ctx: DefenseContext) -> DefendedModel:
+        units = privacy_units(ctx.corpus, self.params.privacy_unit)
+        return train_dp_sgd(ctx.base_path, units, ctx.corpus.heldout_texts(), self.params, ctx.out_dir,
+                            ctx.progress, name=self.name)

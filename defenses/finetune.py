@@ -25,9 +25,11 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from privaudit.defenses.registry import DefendedModel, TrainingReport, register_defense
+from privaudit.defenses.registry import (
+    DefendedModel, Defense, DefenseContext, TrainingReport, register_defense,
+)
 from privaudit.errors import InputError
 from privaudit.progress import ProgressReporter
 
@@ -203,6 +205,62 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def open_base(base: Path, seed: int, heldout_texts: Sequence[str], batch_size: int, max_length: int):
+    """Seed every generator, load the base model and tokenizer, measure the base's held-out perplexity.
+
+    The start every training recipe shares (plain, scrubbed, DP-SGD), in one order, so the same
+    seed gives the same weights whichever recipe runs. Returns (model, tokenizer, base perplexity).
+    """
+    seed_everything(seed)
+    model, tokenizer = load_causal_lm(base)
+    return model, tokenizer, perplexity(model, tokenizer, heldout_texts, batch_size, max_length)
+
+
+def train_epochs(loader: Any, epochs: int, step: Callable[[Any, Any], float | None], progress: ProgressReporter,
+                 description: str) -> tuple[int, float, list[float]]:
+    """Run `step(input_ids, attention_mask)` over `loader` for `epochs` epochs with a progress bar.
+
+    `step` does one optimizer step and returns the batch loss (None: a step without examples, as
+    an empty Poisson batch in DP-SGD, which counts as a step but not as a loss). Returns (steps,
+    wall seconds of the loop, the last epoch's batch losses).
+    """
+    steps, last_epoch_losses = 0, []
+    started = time.perf_counter()
+    with progress.task(description, epochs * len(loader)) as advance:
+        for _ in range(epochs):
+            epoch_losses = []
+            for ids, att in loader:
+                loss = step(ids, att)
+                steps += 1
+                if loss is not None:
+                    epoch_losses.append(loss)
+                advance(1)
+            last_epoch_losses = epoch_losses
+    return steps, time.perf_counter() - started, last_epoch_losses
+
+
+def finish_training(
+    model: Any, tokenizer: Any, base: Path, out_dir: Path, cfg: Any, *, name: str, steps: int, seconds: float,
+    losses: Sequence[float], heldout_texts: Sequence[str], base_perplexity: float, **reports: Any,
+) -> DefendedModel:
+    """Measure held-out perplexity, save the model (or adapter), write and return the variant record.
+
+    `cfg` supplies `lora`, `batch_size` and `max_length`; `losses` are the last epoch's batch losses;
+    `reports` are extra DefendedModel fields (`privacy=`, `notes=`). The record is written last, so
+    its presence marks a complete folder.
+    """
+    ppl = perplexity(model, tokenizer, heldout_texts, cfg.batch_size, cfg.max_length)
+    spec = save_trained(model, tokenizer, base, out_dir, cfg.lora)
+    training = TrainingReport(
+        steps=steps, seconds=round(seconds, 3), train_loss=float(sum(losses) / max(len(losses), 1)),
+        heldout_perplexity=ppl, base_heldout_perplexity=base_perplexity,
+        trainable_parameters=count_trainable(model), mode="lora" if cfg.lora else "full",
+    )
+    record = DefendedModel(name=name, target_spec=spec, out_dir=Path(out_dir), training=training, **reports)
+    record.save()
+    return record
+
+
 # -- the recipe --------------------------------------------------------------------------------
 
 def finetune(
@@ -225,9 +283,7 @@ def finetune(
     from torch.utils.data import DataLoader
 
     progress = progress or ProgressReporter(quiet=True)
-    seed_everything(cfg.seed)
-    model, tokenizer = load_causal_lm(base)
-    base_ppl = perplexity(model, tokenizer, heldout_texts, cfg.batch_size, cfg.max_length)
+    model, tokenizer, base_ppl = open_base(base, cfg.seed, heldout_texts, cfg.batch_size, cfg.max_length)
     if cfg.lora:
         model = apply_lora(model, cfg)
     data = encode_texts(tokenizer, train_texts, cfg.max_length)
@@ -236,39 +292,21 @@ def finetune(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = warmup_schedule(optimizer, cfg.warmup_steps)
-    steps, last_epoch_losses = 0, []
-    started = time.perf_counter()
+
+    def step(ids, att) -> float:
+        loss = per_sequence_loss(model, ids, att).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return float(loss.detach())
+
     model.train()
-    with progress.task(f"fine-tuning ({'lora' if cfg.lora else 'full'})", cfg.epochs * len(loader)) as advance:
-        for epoch in range(cfg.epochs):
-            epoch_losses = []
-            for ids, att in loader:
-                loss = per_sequence_loss(model, ids, att).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                steps += 1
-                epoch_losses.append(float(loss.detach()))
-                advance(1)
-            last_epoch_losses = epoch_losses
-    seconds = time.perf_counter() - started
-    ppl = perplexity(model, tokenizer, heldout_texts, cfg.batch_size, cfg.max_length)
-    spec = save_trained(model, tokenizer, base, out_dir, cfg.lora)
-    record = DefendedModel(
-        name=name,
-        target_spec=spec,
-        out_dir=Path(out_dir),
-        training=TrainingReport(
-            steps=steps, seconds=round(seconds, 3),
-            train_loss=float(sum(last_epoch_losses) / max(len(last_epoch_losses), 1)),
-            heldout_perplexity=ppl, base_heldout_perplexity=base_ppl,
-            trainable_parameters=count_trainable(model), mode="lora" if cfg.lora else "full",
-        ),
-        notes=tuple(notes),
-    )
-    record.save()
-    return record
+    steps, seconds, last_epoch_losses = train_epochs(
+        loader, cfg.epochs, step, progress, f"fine-tuning ({'lora' if cfg.lora else 'full'})")
+    return finish_training(model, tokenizer, base, out_dir, cfg, name=name, steps=steps, seconds=seconds,
+                           losses=last_epoch_losses, heldout_texts=heldout_texts, base_perplexity=base_ppl,
+                           notes=tuple(notes))
 
 
 def pretrain_base(
@@ -307,17 +345,13 @@ def pretrain_base(
 
 
 @register_defense
-class FinetuneDefense:
+class FinetuneDefense(Defense):
     """No defense: the plain fine-tuning recipe (the baseline every defense is compared with)."""
 
     name = "none"
-    Config = FinetuneConfig
+    Params = FinetuneConfig
 
-    def apply(self, base: Path, corpus: Any, cfg: Mapping[str, Any], out_dir: Path,
-              progress: ProgressReporter | None = None) -> DefendedModel:
-        from privaudit.config import dataclass_from_mapping
-
-        config = dataclass_from_mapping(FinetuneConfig, cfg, "defenses.none")
-        return finetune(base, corpus.train_texts(), corpus.heldout_texts(), config, out_dir, progress, name=self.name)
-
-
+    def apply(self, ctx: DefenseContext) -> DefendedModel:
+        corpus = ctx.corpus
+        return finetune(ctx.base_path, corpus.train_texts(), corpus.heldout_texts(), self.params, ctx.out_dir,
+                        ctx.progress, name=self.name)

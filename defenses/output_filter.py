@@ -24,9 +24,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
-from privaudit.defenses.registry import DefendedModel, register_defense
+from privaudit.defenses.registry import DefendedModel, Defense, DefenseContext, register_defense
 from privaudit.errors import InputError
 from privaudit.targets.base import GRADIENTS, GenerationConfig, Message, Target, load_target, register_target
 
@@ -150,22 +150,21 @@ def output_filter_factory(location: str, options: Mapping[str, str]) -> OutputFi
 
 
 @register_defense
-class OutputFilterDefense:
+class OutputFilterDefense(Defense):
     """Presidio output filter over another variant's model (no training)."""
 
     name = "output_filter"
-    Config = OutputFilterConfig
-    needs_inner = True  # compare builds the wrapped variant first and passes its record
+    Params = OutputFilterConfig
 
-    def apply(self, base: Path, corpus: Any, cfg: Mapping[str, Any], out_dir: Path, progress: Any = None, *,
-              inner: DefendedModel | None = None, subjects_path: Path | None = None) -> DefendedModel:
-        from privaudit.config import dataclass_from_mapping
+    def wrapped_variant(self) -> str:
+        return self.params.wraps
 
-        config = dataclass_from_mapping(OutputFilterConfig, cfg, "defenses.output_filter")
+    def apply(self, ctx: DefenseContext) -> DefendedModel:
+        config, inner = self.params, ctx.inner
         if inner is None:
             raise InputError(f"defenses.output_filter.wraps: variant '{config.wraps}' was not built")
-        spec = write_filter_spec(out_dir, inner.target_spec, config, subjects_path)
-        record = DefendedModel(name=self.name, target_spec=spec, out_dir=Path(out_dir), training=inner.training,
+        spec = write_filter_spec(ctx.out_dir, inner.target_spec, config, ctx.subjects_path)
+        record = DefendedModel(name=self.name, target_spec=spec, out_dir=Path(ctx.out_dir), training=inner.training,
                                notes=(f"wraps variant '{config.wraps}' (same weights); generations redacted by "
                                       f"Presidio ({config.operator}); scores pass through",
                                       f"filter settings: {json.dumps(asdict(config), default=str)}"))

@@ -6,17 +6,23 @@ DP-SGD, scrub report for Presidio scrubbing). `privaudit compare` runs the same 
 defended variant and puts these reports next to the leakage numbers, so a privacy gain is never
 shown without its utility cost.
 
+The contract: subclass `Defense`, declare `name` and `Params` (a frozen dataclass; the table is
+validated into it once, by `from_config`, before anything trains) and implement
+`apply(ctx: DefenseContext) -> DefendedModel`; everything a defense reads arrives in the context.
 Defenses register by decorator (as attacks and targets do) so `compare.toml` names them as data.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Mapping, Sequence
 
+from privaudit.config import dataclass_from_mapping
 from privaudit.errors import InputError
+from privaudit.progress import ProgressReporter
 from privaudit.registry import Registry
 
 RECORD_FILE = "defended.json"
@@ -129,17 +135,84 @@ def load_defended(out_dir: Path) -> DefendedModel | None:
         raise InputError(f"{path}: not a valid defended-model record ({exc})") from None
 
 
-@runtime_checkable
-class Defense(Protocol):
-    """A train-time recipe (or inference-time wrapper) that yields a defended model.
+def base_path(spec: str) -> Path:
+    """The local folder of an `hf:PATH` base (a bare PATH is accepted); adapters cannot be a base."""
+    text = spec[3:] if spec.startswith("hf:") else spec
+    if ":adapter=" in text or (":" in text and not spec.startswith("hf:") and "://" in text):
+        raise InputError(f"base: '{spec}' must be a local model folder (hf:PATH) without an adapter")
+    return Path(text)
 
-    `cfg` is the defense's own table from compare.toml (validated by the defense); `corpus` is a
-    `privaudit.data.corpus.Corpus` (train/held-out texts and the subjects' known PII values).
+
+@dataclass(frozen=True)
+class DefenseContext:
+    """Everything a defense's `apply` may read, passed in one value (no globals, no signature probing).
+
+    `base` is the base model's spec (`hf:PATH` or a bare folder); `corpus` a loaded
+    `privaudit.data.corpus.Corpus`, `subjects` the loaded data subjects; `out_dir` the variant's own
+    folder (created before `apply` runs); `seed` the run's seed (already folded into the params of a
+    defense whose table has no `seed`). `inner` is the defended model a wrapping defense (output
+    filter) serves: another variant in a comparison, the base model under `privaudit defend`.
+    `corpus_path` / `subjects_path` name the files they were read from (a run's identity, and a
+    wrapper's spec file that reloads the subjects).
     """
 
-    name: str
+    base: str
+    corpus: Any
+    subjects: tuple[Any, ...]
+    out_dir: Path
+    seed: int = 0
+    progress: ProgressReporter = field(default_factory=lambda: ProgressReporter(quiet=True))
+    inner: DefendedModel | None = None
+    corpus_path: Path | None = None
+    subjects_path: Path | None = None
 
-    def apply(self, base: Path, corpus: Any, cfg: Mapping[str, Any], out_dir: Path) -> DefendedModel: ...
+    @property
+    def base_path(self) -> Path:
+        """The base model's local folder (the `hf:` prefix removed)."""
+        return base_path(self.base)
+
+
+class Defense(ABC):
+    """A train-time recipe (or inference-time wrapper) that yields a defended model.
+
+    A subclass declares `name` (what compare.toml and `privaudit defend` call it) and `Params`
+    (a frozen dataclass of its settings). `from_config` validates a config table into `Params`
+    once, before anything trains, with errors that name the key path; `apply(ctx)` then builds the
+    variant into `ctx.out_dir` and returns its record (saved last as `defended.json`). The shared
+    steps around `apply` (resume a complete folder, check the folder's identity, create it) are
+    `privaudit.defenses.variants.build_variant`, which `defend` and `compare` both call.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+
+    def __init__(self, params: Any = None) -> None:
+        self._params = params
+
+    @property
+    def params(self) -> Any:
+        """The validated settings; an instance made without them (a registry lookup) has none."""
+        if self._params is None:
+            raise InputError(f"defense '{self.name}' has no settings: build it with from_config(table, where)")
+        return self._params
+
+    @classmethod
+    def from_config(cls, mapping: Mapping[str, Any], where: str) -> "Defense":
+        """Validate a config table into `Params`; unknown keys and wrong types name the key path."""
+        return cls(dataclass_from_mapping(cls.Params, mapping, where))
+
+    @classmethod
+    def config_keys(cls) -> frozenset[str]:
+        """The keys a config table may hold (a run's seed is offered where `seed` is one of them)."""
+        return frozenset(f.name for f in fields(cls.Params) if f.init)
+
+    def wrapped_variant(self) -> str | None:
+        """The variant whose model this defense wraps (served to `apply` as `ctx.inner`), or None."""
+        return None
+
+    @abstractmethod
+    def apply(self, ctx: DefenseContext) -> DefendedModel:
+        """Build the defended variant into `ctx.out_dir` and return its saved record."""
 
 
 def _check_defense(name: str, cls: type) -> None:
@@ -192,6 +265,6 @@ def known_values_of(subjects: Sequence[Any]) -> dict[str, list[tuple[str, str]]]
 
 
 __all__ = [
-    "DEFENSES", "DefendedModel", "Defense", "PrivacyReport", "ScrubReport", "TrainingReport", "available_defenses",
-    "get_defense", "known_values_of", "load_defended", "register_defense",
+    "DEFENSES", "DefendedModel", "Defense", "DefenseContext", "PrivacyReport", "ScrubReport", "TrainingReport",
+    "available_defenses", "base_path", "get_defense", "known_values_of", "load_defended", "register_defense",
 ]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from privaudit.defenses.finetune import FinetuneConfig, finetune
-from privaudit.defenses.registry import DefendedModel, ScrubReport, register_defense
+from privaudit.defenses.registry import DefendedModel, Defense, DefenseContext, ScrubReport, register_defense
 from privaudit.errors import InputError
 from privaudit.progress import ProgressReporter
 
@@ -161,31 +161,50 @@ def train_scrubbed(
     return record
 
 
-def split_config(cfg: Mapping[str, Any], where: str) -> tuple[ScrubConfig, FinetuneConfig]:
-    """Split one table into scrub settings and fine-tuning settings; unknown keys name the key."""
-    from privaudit.config import dataclass_from_mapping
+@dataclass(frozen=True)
+class ScrubParams:
+    """A `scrub` table's two halves: what Presidio removes, and how the plain recipe then trains."""
 
-    scrub_keys = {f.name for f in dataclasses.fields(ScrubConfig)}
-    ft_keys = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    scrub: ScrubConfig = ScrubConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+
+
+SCRUB_KEYS = frozenset(f.name for f in dataclasses.fields(ScrubConfig))
+FINETUNE_KEYS = frozenset(f.name for f in dataclasses.fields(FinetuneConfig))
+
+
+def split_config(cfg: Mapping[str, Any], where: str) -> tuple[ScrubConfig, FinetuneConfig]:
+    """Split one flat table into scrub settings and fine-tuning settings; unknown keys name the key."""
+    from privaudit.config import _key, dataclass_from_mapping
+
+    if not isinstance(cfg, Mapping):
+        raise InputError(f"{where}: expected a table, got {type(cfg).__name__}")
+    scrub_keys, ft_keys = SCRUB_KEYS, FINETUNE_KEYS
     unknown = sorted(set(cfg) - scrub_keys - ft_keys)
     if unknown:
-        raise InputError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(scrub_keys | ft_keys))})")
+        raise InputError(f"{_key(where, unknown[0])}: unknown key (known: {', '.join(sorted(scrub_keys | ft_keys))})")
     scrub_cfg = dataclass_from_mapping(ScrubConfig, {k: v for k, v in cfg.items() if k in scrub_keys}, where)
     ft_cfg = dataclass_from_mapping(FinetuneConfig, {k: v for k, v in cfg.items() if k in ft_keys}, where)
     return scrub_cfg, ft_cfg
 
 
 @register_defense
-class ScrubDefense:
+class ScrubDefense(Defense):
     """Presidio scrubbing of the training corpus, then the plain fine-tuning recipe."""
 
     name = "scrub"
-    Config = ScrubConfig
-    config_keys = frozenset({f.name for f in dataclasses.fields(ScrubConfig)}
-                            | {f.name for f in dataclasses.fields(FinetuneConfig)})
+    Params = ScrubParams
 
-    def apply(self, base: Path, corpus: Any, cfg: Mapping[str, Any], out_dir: Path,
-              progress: ProgressReporter | None = None, *, subjects: Sequence[Any] = ()) -> DefendedModel:
-        scrub_cfg, ft_cfg = split_config(cfg, "defenses.scrub")
-        return train_scrubbed(base, corpus.train_texts(), corpus.heldout_texts(), subjects, scrub_cfg, ft_cfg,
-                              out_dir, progress, name=self.name)
+    @classmethod
+    def from_config(cls, mapping: Mapping[str, Any], where: str) -> "ScrubDefense":
+        """One flat table (scrub and fine-tuning keys side by side), validated into both halves."""
+        return cls(ScrubParams(*split_config(mapping, where)))
+
+    @classmethod
+    def config_keys(cls) -> frozenset[str]:
+        return SCRUB_KEYS | FINETUNE_KEYS
+
+    def apply(self, ctx: DefenseContext) -> DefendedModel:
+        corpus = ctx.corpus
+        return train_scrubbed(ctx.base_path, corpus.train_texts(), corpus.heldout_texts(), ctx.subjects,
+                              self.params.scrub, self.params.finetune, ctx.out_dir, ctx.progress, name=self.name)

@@ -1,7 +1,8 @@
 """The privacy-utility comparison: every defended variant of one base and one corpus, the same attacks.
 
 `run_comparison(spec)` builds (or reuses, when its folder is complete) each variant named in the
-spec through the defense registry, runs the same attacks on every variant through the ordinary
+spec through `privaudit.defenses.variants` (the same path `privaudit defend` takes, every defense
+table validated before anything trains), runs the same attacks on every variant through the ordinary
 audit runner (one resumable run folder), and puts leakage next to cost: extraction and likelihood
 rates with their intervals, epsilon for DP variants, held-out perplexity (utility) and training
 time. A privacy gain is never shown without its utility cost.
@@ -23,7 +24,6 @@ gated on its value: epsilon, perplexity and training time are `point` values (n 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -33,8 +33,11 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from privaudit.attacks.base import AttackResult, available_attacks, get_attack
-from privaudit.config import config_hash, dataclass_from_mapping, load_toml
-from privaudit.defenses.registry import DefendedModel, get_defense, load_defended
+from privaudit.config import dataclass_from_mapping, load_toml
+from privaudit.defenses.registry import DefendedModel, base_path
+from privaudit.defenses.variants import (  # noqa: F401  (VARIANT_FILE, build_variant: importable here as before)
+    VARIANT_FILE, Variant, build_all, build_variant, configure_variants, load_context,
+)
 from privaudit.errors import InputError
 from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, metric_specs, point_value
 from privaudit.progress import ProgressReporter
@@ -42,7 +45,6 @@ from privaudit.progress import ProgressReporter
 COMPARE_ATTACK = "compare"
 COMPARE_TARGET = "defenses"
 VARIANTS_DIR = "variants"
-VARIANT_FILE = "variant.json"
 TABLE_CSV = "comparison.csv"
 TABLE_JSON = "comparison.json"
 # Leakage metrics drawn against utility when an attack reports them (attack, metric, axis label).
@@ -106,14 +108,6 @@ class Comparison:
     out: Path
 
 
-def base_path(spec: str) -> Path:
-    """The local folder of an `hf:PATH` base (a bare PATH is accepted); adapters cannot be a base."""
-    text = spec[3:] if spec.startswith("hf:") else spec
-    if ":adapter=" in text or (":" in text and not spec.startswith("hf:") and "://" in text):
-        raise InputError(f"base: '{spec}' must be a local model folder (hf:PATH) without an adapter")
-    return Path(text)
-
-
 def load_compare_spec(path: Path, **overrides: Any) -> CompareSpec:
     """Read compare.toml; keyword overrides (CLI flags) win when not None. Relative paths resolve
     against the TOML file's folder."""
@@ -128,11 +122,13 @@ def load_compare_spec(path: Path, **overrides: Any) -> CompareSpec:
     return spec
 
 
-def check_compare_spec(spec: CompareSpec, source: str) -> None:
-    """Every attack's parameters, its `targets` (variant names) and every threshold, before any
-    folder is created or a variant trains: a typo fails in a second with a one-line error."""
+def check_compare_spec(spec: CompareSpec, source: str) -> dict[str, Variant]:
+    """Every defense table, every attack's parameters, its `targets` (variant names) and every
+    threshold, before any folder is created or a variant trains: a typo fails in a second with a
+    one-line error. Returns the configured variants (each defense's params validated here, once)."""
     from privaudit.audit import check_target_specs
 
+    configured = configure_variants(spec.defenses, seed=spec.seed, where=f"{source}: defenses")
     variants = list(spec.defenses)
     declared: dict[str, tuple[MetricSpecs, Sequence[str]]] = {}
     for name, params in default_attacks(spec).items():
@@ -152,6 +148,7 @@ def check_compare_spec(spec: CompareSpec, source: str) -> None:
         from privaudit.gate import check_thresholds
 
         check_thresholds(spec.thresholds, declared, where=f"{source}: thresholds")
+    return configured
 
 
 def default_attacks(spec: CompareSpec) -> dict[str, dict[str, Any]]:
@@ -170,66 +167,13 @@ def default_attacks(spec: CompareSpec) -> dict[str, dict[str, Any]]:
     return attacks
 
 
-def _defense_of(variant: str, table: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    if not isinstance(table, Mapping):
-        raise InputError(f"defenses.{variant}: expected a table")
-    cfg = dict(table)
-    name = cfg.pop("defense", variant)
-    if not isinstance(name, str):
-        raise InputError(f"defenses.{variant}.defense: expected a defense name")
-    return name, cfg
-
-
-def _identity(spec: CompareSpec, variant: str, defense: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    corpus_digest = config_hash(Path(spec.corpus).read_bytes().hex()) if Path(spec.corpus).is_file() else ""
-    return {"variant": variant, "defense": defense, "config": dict(cfg), "base": str(base_path(spec.base).resolve()),
-            "corpus_sha": corpus_digest}
-
-
-def build_variant(
-    spec: CompareSpec, variant: str, corpus: Any, subjects: Sequence[Any], progress: ProgressReporter,
-    built: Mapping[str, DefendedModel],
-) -> DefendedModel:
-    """Train (or reuse a complete folder of) one variant; a folder built with other settings is an error."""
-    defense_name, cfg = _defense_of(variant, spec.defenses[variant])
-    defense = get_defense(defense_name)
-    out_dir = Path(spec.out) / VARIANTS_DIR / variant
-    identity = _identity(spec, variant, defense_name, cfg)
-    marker = out_dir / VARIANT_FILE
-    existing = load_defended(out_dir)
-    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) != json.loads(json.dumps(identity, default=str)):
-        raise InputError(f"{out_dir}: variant '{variant}' was built with other settings; use another --out folder")
-    if existing is not None:
-        progress.log(f"variant {variant}: reusing {out_dir}")
-        return existing
-    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    marker.write_text(json.dumps(identity, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    progress.log(f"variant {variant}: applying defense '{defense_name}'")
-    offered: dict[str, Any] = {"progress": progress, "subjects": list(subjects),
-                               "subjects_path": Path(spec.subjects).resolve(), "seed": spec.seed}
-    if getattr(defense, "needs_inner", False):
-        wraps = str(cfg.get("wraps", "none"))
-        if wraps not in built:
-            raise InputError(f"defenses.{variant}.wraps: variant '{wraps}' is not among the compared variants "
-                             f"(or is listed after it)")
-        offered["inner"] = built[wraps]
-    params = inspect.signature(defense.apply).parameters
-    kwargs = {k: v for k, v in offered.items() if k in params}
-    return defense.apply(base_path(spec.base), corpus, cfg, out_dir, **kwargs)
-
-
-def build_variants(spec: CompareSpec, progress: ProgressReporter) -> dict[str, DefendedModel]:
-    """Every variant, wrappers (output filters) after the variants they wrap."""
-    from privaudit.data.corpus import load_corpus
-    from privaudit.data.subjects import load_subjects
-
-    corpus, subjects = load_corpus(spec.corpus), load_subjects(spec.subjects)
-    order = sorted(spec.defenses, key=lambda v: bool(getattr(get_defense(_defense_of(v, spec.defenses[v])[0]),
-                                                               "needs_inner", False)))
-    built: dict[str, DefendedModel] = {}
-    for variant in order:
-        built[variant] = build_variant(spec, variant, corpus, subjects, progress, built)
-    return {v: built[v] for v in spec.defenses}
+def build_variants(spec: CompareSpec, progress: ProgressReporter,
+                   variants: Mapping[str, Variant] | None = None) -> dict[str, DefendedModel]:
+    """Every variant under `out/variants/NAME` through the one path `privaudit defend` takes too."""
+    if variants is None:
+        variants = configure_variants(spec.defenses, seed=spec.seed, where="defenses")
+    ctx = load_context(spec.base, spec.corpus, spec.subjects, Path(spec.out), seed=spec.seed, progress=progress)
+    return build_all(variants, ctx, Path(spec.out) / VARIANTS_DIR)
 
 
 def _source_spec(attack: str, metric: str) -> MetricSpec | None:
@@ -379,11 +323,11 @@ def run_comparison(spec: CompareSpec, progress: ProgressReporter | None = None, 
     from privaudit.reports import write_reports
 
     progress = progress or ProgressReporter(quiet=True)
-    check_compare_spec(spec, source)  # validate before any folder or training
+    configured = check_compare_spec(spec, source)  # validate before any folder or training
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     attacks = default_attacks(spec)
-    variants = build_variants(spec, progress)
+    variants = build_variants(spec, progress, configured)
     for params in attacks.values():  # an attack's `targets` names variants; the audit runs target specs
         if "targets" in params:
             params["targets"] = list(dict.fromkeys(variants[v].target_spec for v in params["targets"]))

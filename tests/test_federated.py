@@ -11,7 +11,7 @@ from privaudit.data.corpus import generate_corpus
 from privaudit.data.subjects import generate_subjects
 from privaudit.defenses.federated import FederatedConfig, FlowerDeployment, FlowerProcessError, federate, partition_corpus
 from privaudit.defenses.federated.deployment import group_alive
-from privaudit.defenses.registry import get_defense, load_defended
+from privaudit.defenses.registry import DefenseContext, get_defense, load_defended
 from privaudit.errors import InputError
 
 
@@ -65,8 +65,9 @@ def test_federated_run_personalizes_clients_and_cleans_up(tiny_model_dir: Path, 
 
     out = tmp_path / "fed"
     cfg = FederatedConfig(num_clients=2, rounds=2, local_epochs=2, personal_part="lora", seed=0)
-    record = get_defense("federated").apply(tiny_model_dir, _corpus(), {"num_clients": 2, "rounds": 2,
-                                                                         "local_epochs": 2}, out)
+    defense = get_defense("federated").from_config({"num_clients": 2, "rounds": 2, "local_epochs": 2},
+                                                   "defenses.federated")
+    record = defense.apply(DefenseContext(base=f"hf:{tiny_model_dir}", corpus=_corpus(), subjects=(), out_dir=out))
     assert load_defended(out) == record
     summary = json.loads((out / "federated.json").read_text())
     assert summary["rounds_completed"] == cfg.rounds

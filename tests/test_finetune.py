@@ -50,7 +50,7 @@ def test_perplexity_is_exp_of_mean_token_nll_and_nan_without_texts(tiny_model_di
 
 def test_defense_none_validates_its_table_with_the_key_path(tiny_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"defenses.none.*epoch"):
-        get_defense("none").apply(tiny_model_dir, None, {"epoch": 3}, tmp_path)
+        get_defense("none").from_config({"epoch": 3}, "defenses.none")
     with pytest.raises(InputError, match="learning_rate"):
         FinetuneConfig(learning_rate=0)
 

@@ -25,7 +25,9 @@ from privaudit.defenses.federated.partition import ClientPartition, partition_co
 from privaudit.defenses.federated.settings import (
     GLOBAL_DIR, PARTITIONS_DIR, SERVER_RESULT, SETTINGS_KEY, RunSettings,
 )
-from privaudit.defenses.registry import DefendedModel, PrivacyReport, TrainingReport, register_defense
+from privaudit.defenses.registry import (
+    DefendedModel, Defense, DefenseContext, PrivacyReport, TrainingReport, register_defense,
+)
 from privaudit.errors import InputError
 from privaudit.progress import ProgressReporter
 
@@ -196,15 +198,11 @@ def load_outcome(out_dir: Path) -> dict[str, Any]:
 
 
 @register_defense
-class FederatedDefense:
+class FederatedDefense(Defense):
     """FedPer personalization with Flower (real SuperLink + SuperNodes): global model + per-client targets."""
 
     name = "federated"
-    Config = FederatedConfig
+    Params = FederatedConfig
 
-    def apply(self, base: Path, corpus: Any, cfg: Mapping[str, Any], out_dir: Path,
-              progress: ProgressReporter | None = None) -> DefendedModel:
-        from privaudit.config import dataclass_from_mapping
-
-        config = dataclass_from_mapping(FederatedConfig, cfg, "defenses.federated")
-        return federate(base, corpus, config, out_dir, progress, name=self.name)
+    def apply(self, ctx: DefenseContext) -> DefendedModel:
+        return federate(ctx.base_path, ctx.corpus, self.params, ctx.out_dir, ctx.progress, name=self.name)

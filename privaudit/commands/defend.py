@@ -1,15 +1,17 @@
 """`privaudit defend NAME`: apply one registered defense to a base model and a personal corpus.
 
 Writes a defended variant folder (its model or adapter, and `defended.json` with the training,
-privacy and scrub reports) and prints the target spec that audits load. Rerunning into a
-complete folder reuses it.
+privacy and scrub reports) and prints the target spec that audits load. The variant is built by
+`privaudit.defenses.variants.build_variant`, the function `privaudit compare` uses, so one table
+gives the same record either way: validated before anything is read or trained, a complete folder
+reused, a folder built with other settings refused.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,34 +26,23 @@ from privaudit.commands.common import progress_from
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder for the defended variant.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="TOML with the defense's settings (top-level keys, or a [defenses.NAME] table).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the training, where the config names none (as compare's `seed`).")
 @click.pass_context
 def command(ctx: click.Context, name: str, base: str, corpus: Path, subjects: Path, out: Path,
-            config_path: Path | None) -> None:
-    """Apply DEFENSE (none, scrub, dp_sgd, output_filter, federated, ...) and save the variant."""
-    from privaudit.compare import base_path
-    from privaudit.config import load_toml
-    from privaudit.data.corpus import load_corpus
-    from privaudit.data.subjects import load_subjects
-    from privaudit.defenses.registry import DefendedModel, get_defense, load_defended
+            config_path: Path | None, seed: int) -> None:
+    """Apply DEFENSE (none, scrub, dp_sgd, output_filter, federated, ...) and save the variant.
 
-    defense = get_defense(name)
-    cfg: dict = {}
-    if config_path is not None:
-        raw = load_toml(config_path)
-        cfg = dict(raw.get("defenses", {}).get(name, raw)) if "defenses" in raw else dict(raw)
-        cfg.pop("defense", None)
-    existing = load_defended(out)
-    if existing is not None:
-        record = existing
+    DEFENSE may also name a variant of the config's [defenses] table (`defense = ...` inside it).
+    """
+    from privaudit.defenses.registry import load_defended
+    from privaudit.defenses.variants import build_variant, configure_variant, load_context
+
+    table, where = _defense_table(name, config_path)
+    variant = configure_variant(name, table, seed=seed, where=where)
+    if load_defended(out) is not None:
         click.echo(f"reusing complete variant in {out}")
-    else:
-        out.mkdir(parents=True, exist_ok=True, mode=0o700)
-        offered = {"progress": progress_from(ctx), "subjects": load_subjects(subjects),
-                   "subjects_path": subjects.resolve(),
-                   "inner": DefendedModel(name="base", target_spec=base, out_dir=out)}
-        params = inspect.signature(defense.apply).parameters
-        record = defense.apply(base_path(base), load_corpus(corpus), cfg, out,
-                               **{k: v for k, v in offered.items() if k in params})
+    record = build_variant(variant, load_context(base, corpus, subjects, out, seed=seed, progress=progress_from(ctx)))
     if record.training is not None:
         t = record.training
         click.echo(f"held-out perplexity: {t.heldout_perplexity:.2f} (base {t.base_heldout_perplexity or float('nan'):.2f}); "
@@ -66,3 +57,21 @@ def command(ctx: click.Context, name: str, base: str, corpus: Path, subjects: Pa
         click.echo(f"scrubbed spans: {json.dumps(dict(s.removed), sort_keys=True)}; known values surviving: "
                    f"{s.known_values_surviving}/{s.known_values_total} {json.dumps(dict(s.surviving), sort_keys=True)}")
     click.echo(f"target: {record.target_spec}")
+
+
+def _defense_table(name: str, config_path: Path | None) -> tuple[dict[str, Any], str]:
+    """The table for NAME and its key path: a `[defenses.NAME]` table of a compare.toml, or the
+    file's top-level keys. A table's `defense = ...` names the defense, as in compare."""
+    from privaudit.config import load_toml
+    from privaudit.errors import InputError
+
+    if config_path is None:
+        return {}, f"privaudit defend {name}"
+    raw = load_toml(config_path)
+    if "defenses" not in raw:
+        return dict(raw), str(config_path)
+    tables = raw["defenses"]
+    if not isinstance(tables, dict) or name not in tables:
+        known = ", ".join(tables) if isinstance(tables, dict) else "none"
+        raise InputError(f"{config_path}: defenses.{name}: no such table (tables: {known})")
+    return tables[name], f"{config_path}: defenses.{name}"
