@@ -137,7 +137,10 @@ def _token_view(tokenizer: Any, text: str, enc: Any, r: int, values: list[float]
             continue
         lps.append(float(values[t - 1]))
         if top_vals is not None and top_ids is not None:
-            tops.append({tokenizer.decode([int(i)]): float(v) for v, i in zip(top_vals[t - 1], top_ids[t - 1])})
+            top: dict[str, float] = {}
+            for v, i in zip(top_vals[t - 1], top_ids[t - 1]):  # most likely first: where two ids decode
+                top.setdefault(tokenizer.decode([int(i)]), float(v))  # to one string, the likelier counts
+            tops.append(top)
         else:
             tops.append(None)
     return TokenLogprobs(tokens, lps, starts, tops)
