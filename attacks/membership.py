@@ -42,9 +42,9 @@ from privaudit.attacks.membership_metrics import (
     zlib_ratio_score,
 )
 from privaudit.data.corpus import Canary, Corpus, Document, load_corpus, sample_canary_candidates
-from privaudit.errors import CapabilityError, InputError
+from privaudit.errors import InputError
 from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, metric_specs
-from privaudit.targets.base import SCORE, Target, require
+from privaudit.targets.base import SCORE, TOKEN_LOGPROBS, Target, require
 
 METHODS = ("loss", "zlib", "min_k", "reference")
 METHOD_LABELS = {"loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% prob", "reference": "reference ratio"}
@@ -117,12 +117,13 @@ def membership_documents(corpus: Corpus, max_documents: int = 0) -> list[Documen
 
 
 def has_token_logprobs(target: Target) -> bool:
-    """Whether a backend returns per-token log-probs (needed by LOSS per token and Min-K%)."""
-    return callable(getattr(target, "token_logprobs", None))
+    """Whether a backend declares per-token log-probs (needed by LOSS per token and Min-K%)."""
+    return TOKEN_LOGPROBS in target.capabilities
 
 
 def _token_logprobs(target: Target, texts: Sequence[str]) -> list[list[float]]:
-    return target.token_logprobs([""] * len(texts), list(texts))  # type: ignore[attr-defined]
+    """Each whole document's per-token log-probs (empty prompt: conditioned on BOS / the start token)."""
+    return target.token_logprobs([""] * len(texts), list(texts))
 
 
 @register_attack
@@ -132,19 +133,12 @@ class MembershipInference(Attack):
     name = "membership"
     Params = MembershipParams
     metrics: ClassVar[MetricSpecs] = _membership_specs()
-    requires = frozenset({SCORE})
+    requires = frozenset({SCORE, TOKEN_LOGPROBS})  # LOSS per token and Min-K% need each token's log-prob
     pii_fields = frozenset({"secret"})
     data_file_params = ("corpus",)
     target_params = ("reference",)
 
     params: MembershipParams
-
-    def check_target(self, target: Target) -> None:
-        super().check_target(target)
-        if not has_token_logprobs(target):
-            raise CapabilityError(
-                f"target '{target.name}' returns no per-token log-probabilities, which attack 'membership' "
-                "needs (use a local hf: or builtin: target)")
 
     # ------------------------------------------------------------------------------------------- run
     def run(self, target: Target, ctx: RunContext) -> AttackResult:
@@ -159,9 +153,8 @@ class MembershipInference(Attack):
         if self.params.reference and (pending_docs or pending_canaries):
             ctx.progress.log(f"loading reference target {self.params.reference}")
             reference = ctx.load_target(self.params.reference)
-            require(reference, SCORE, f"{self.name} (reference)")
-            if not has_token_logprobs(reference):
-                raise CapabilityError(f"reference target '{reference.name}' returns no per-token log-probabilities")
+            for capability in sorted(self.requires):
+                require(reference, capability, f"{self.name} (reference)")
         try:
             self._score_documents(target, reference, pending_docs, ctx)
             self._score_canaries(target, reference, pending_canaries, ctx)

@@ -99,6 +99,12 @@ class OutputFilterTarget:
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         return self.inner.score(prompts, continuations)
 
+    def token_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+        return self.inner.token_logprobs(prompts, continuations)  # the model's, like `score` (see above)
+
+    def echo_logprobs(self, texts: Sequence[str], top_k: int = 0) -> list:
+        return self.inner.echo_logprobs(texts, top_k)
+
     def close(self) -> None:
         self.inner.close()
 

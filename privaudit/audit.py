@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 from privaudit.attacks.base import Attack, AttackResult, RunContext, get_attack
 from privaudit.config import config_hash, dataclass_from_mapping, load_toml
+from privaudit.engine.batching import run_batch_size
 from privaudit.engine.cache import CachedTarget, SqliteCache
 from privaudit.engine.identity import FRESH_HINT, RunIdentityError, TargetLedger, check_resume
 from privaudit.engine.store import RunStore
@@ -160,7 +161,8 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
                 config=spec.identity(), config_hash=identity_hash, seed=spec.seed, status="running",
                 started=_now(), remove=("error", "finished", "stopped"), **identity.manifest_fields(),
             )
-            results = _run_attacks(spec, attacks, store, progress, TargetLedger(spec.out, store, dict(identity.targets)))
+            with run_batch_size(spec.batch_size):  # local models' forward passes follow --batch-size too
+                results = _run_attacks(spec, attacks, store, progress, TargetLedger(spec.out, store, dict(identity.targets)))
             finished = _now()
             final = {**store.read_manifest(), "status": "complete", "finished": finished}
             try:

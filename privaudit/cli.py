@@ -47,6 +47,9 @@ class PrivauditGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, quiet: bool) -> None:
     """Audit personalized language models for privacy and safety before they ship."""
+    from privaudit.targets.hf_checkpoint import forbid_hub_network
+
+    forbid_hub_network()  # this process never reaches a model hub (set before transformers loads)
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
 

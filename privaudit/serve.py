@@ -9,13 +9,11 @@ All prompts of one HTTP request go to the target in one batched call; target cal
 with a lock (a model is not assumed thread-safe; concurrency comes from batching, as in vLLM).
 
 Per-token log-probs (`logprobs`, and `echo` with logprobs, which `openai:` scoring relies on) need
-more than `Target.score`: a list of tokens with their log-probs and character offsets. They come from
-`target.echo_logprobs(texts, top_k)` when a target defines it, else from a Hugging Face model and
-tokenizer exposed as `target.model` / `target.tokenizer` (HFTarget, the builtin model): the text is
-tokenized once with offsets (BOS included when the tokenizer adds one, so the first real token has a
-log-prob), one right-padded teacher-forced forward per batch, and each token's `text_offset` is its
-start character. Other targets answer logprob requests with HTTP 400, which `openai:` turns into a
-missing `score` capability.
+more than `Target.score`: a list of tokens with their log-probs and character offsets. They come
+through the Target contract: a target with the `token_logprobs` capability answers
+`echo_logprobs(texts, top_k)` (local models with the same teacher-forced kernel as their `score`,
+privaudit.targets.hf_scoring). Other targets answer logprob requests with HTTP 400, which `openai:`
+turns into a missing `score` capability.
 """
 
 from __future__ import annotations
@@ -26,39 +24,18 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping, Sequence
 
 from privaudit.errors import PrivauditError, TargetError
-from privaudit.targets.base import CHAT, GenerationConfig, Target
+from privaudit.targets.base import CHAT, TOKEN_LOGPROBS, GenerationConfig, Target, TokenLogprobs
+from privaudit.targets.hf_scoring import SCORE_BATCH, hf_token_logprobs  # noqa: F401  (re-exported)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_PROMPTS = 256
 MAX_SAMPLES = 64
 MAX_TOP_LOGPROBS = 5
-SCORE_BATCH = 8  # sequences per teacher-forced forward when computing token log-probs
-
-
-@dataclass(frozen=True)
-class TokenLogprobs:
-    """Per-token log-probs of one text, in the layout of the completions API's `logprobs` object."""
-
-    tokens: list[str]
-    token_logprobs: list[float | None]
-    text_offset: list[int]
-    top_logprobs: list[dict[str, float] | None] = field(default_factory=list)
-
-    def to_api(self, start_char: int = 0) -> dict[str, Any]:
-        """The API object, keeping only tokens that start at or after `start_char`."""
-        keep = [i for i, off in enumerate(self.text_offset) if off >= start_char]
-        top = self.top_logprobs or [None] * len(self.tokens)
-        return {
-            "tokens": [self.tokens[i] for i in keep],
-            "token_logprobs": [self.token_logprobs[i] for i in keep],
-            "text_offset": [self.text_offset[i] for i in keep],
-            "top_logprobs": [top[i] for i in keep],
-        }
 
 
 class RequestError(Exception):
@@ -83,74 +60,9 @@ class Response:
 
 # -- token log-probs --------------------------------------------------------------------------------
 
-def hf_token_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], top_k: int = 0,
-                      device: Any = None) -> list[TokenLogprobs]:
-    """Teacher-forced per-token log-probs and character offsets for each text (batched forwards).
-
-    Sequences are right-padded by hand (whatever the tokenizer's padding side), so positions are
-    the same as for an unpadded forward and a token's log-prob does not depend on its batch mates.
-    """
-    import torch
-
-    enc = tokenizer(list(texts), add_special_tokens=True, return_offsets_mapping=True,
-                    return_special_tokens_mask=True)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    device = device if device is not None else next(model.parameters()).device
-    out: list[TokenLogprobs] = []
-    for start in range(0, len(texts), SCORE_BATCH):
-        rows = range(start, min(len(texts), start + SCORE_BATCH))
-        width = max(1, max(len(enc["input_ids"][r]) for r in rows))
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, r in enumerate(rows):
-            seq = enc["input_ids"][r]
-            ids[j, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[j, : len(seq)] = 1
-        with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        chosen = logp.gather(-1, ids[:, 1:, None].to(logp.device)).squeeze(-1).cpu()
-        top_vals = top_ids = None
-        if top_k > 0 and logp.shape[1] > 0:
-            top_vals, top_ids = (t.cpu() for t in torch.topk(logp, k=min(top_k, logp.shape[-1]), dim=-1))
-        for j, r in enumerate(rows):
-            text = texts[r]
-            seq = enc["input_ids"][r]
-            special = enc["special_tokens_mask"][r]
-            offsets = enc["offset_mapping"][r]
-            tokens, values, starts, tops = [], [], [], []
-            for t in range(len(seq)):
-                if special[t]:
-                    continue
-                s, e = offsets[t]
-                tokens.append(text[s:e])
-                starts.append(int(s))
-                if t == 0:
-                    values.append(None)
-                    tops.append(None)
-                    continue
-                values.append(float(chosen[j, t - 1]))
-                if top_vals is not None:
-                    tops.append({tokenizer.decode([int(i)]): float(v)
-                                 for v, i in zip(top_vals[j, t - 1], top_ids[j, t - 1])})
-                else:
-                    tops.append(None)
-            out.append(TokenLogprobs(tokens, values, starts, tops))
-    return out
-
-
-def token_logprobs_for(target: Any) -> Callable[[Sequence[str], int], list[TokenLogprobs]] | None:
-    """How to get per-token log-probs from `target`, or None when it cannot give them."""
-    # Not `token_logprobs`: HF targets define that as per-continuation values (membership attack).
-    custom = getattr(target, "echo_logprobs", None)
-    if callable(custom):
-        return custom
-    model = getattr(target, "model", None)
-    tokenizer = getattr(target, "tokenizer", None)
-    if model is not None and tokenizer is not None and callable(tokenizer) and hasattr(model, "parameters"):
-        device = getattr(target, "device", None)
-        return lambda texts, top_k: hf_token_logprobs(model, tokenizer, texts, top_k, device)
-    return None
+def token_logprobs_for(target: Target) -> Callable[[Sequence[str], int], list[TokenLogprobs]] | None:
+    """The target's `echo_logprobs` when its capabilities declare per-token log-probs, else None."""
+    return target.echo_logprobs if TOKEN_LOGPROBS in target.capabilities else None
 
 
 # -- request validation -------------------------------------------------------------------------------

@@ -7,7 +7,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from privaudit.engine.batching import AdaptiveBatcher, is_out_of_memory, length_sorted_batches
+from privaudit.engine.batching import (
+    DEFAULT_BATCH_SIZE,
+    AdaptiveBatcher,
+    current_run_batch_size,
+    is_out_of_memory,
+    length_sorted_batches,
+    run_batch_size,
+)
 from privaudit.errors import TargetError
 
 
@@ -90,3 +97,44 @@ def test_cost_counts_rows_per_item():
     seen: list[int] = []
     AdaptiveBatcher(8).map(list(range(6)), [1] * 6, lambda b: (seen.append(len(b)), b)[1], cost=4)
     assert seen == [2, 2, 2]
+
+
+def _recording(seen: list[int]):
+    return lambda b: (seen.append(len(b)), b)[1]
+
+
+def test_without_a_size_the_batcher_follows_the_run_batch_size():
+    """One batch size: a batcher nobody sized uses the run's `--batch-size` (16 outside a run)."""
+    seen: list[int] = []
+    batcher = AdaptiveBatcher()
+    batcher.map(list(range(40)), [1] * 40, _recording(seen))
+    assert seen == [DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE, 40 - 2 * DEFAULT_BATCH_SIZE]
+    seen.clear()
+    with run_batch_size(7):
+        assert batcher.batch_size == 7 and current_run_batch_size() == 7
+        batcher.map(list(range(20)), [1] * 20, _recording(seen))
+    assert seen == [7, 7, 6]
+    assert batcher.batch_size == DEFAULT_BATCH_SIZE and current_run_batch_size() is None
+
+
+def test_an_explicit_size_overrides_the_run_batch_size():
+    seen: list[int] = []
+    with run_batch_size(32):
+        AdaptiveBatcher(4).map(list(range(10)), [1] * 10, _recording(seen), cost=2)
+    assert seen == [2, 2, 2, 2, 2]  # 4 rows per batch, 2 rows per item
+
+
+def test_an_out_of_memory_limit_outlives_the_run_that_found_it():
+    def fn(batch: list[int]) -> list[int]:
+        if len(batch) > 5:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return batch
+
+    batcher = AdaptiveBatcher()
+    with run_batch_size(32):
+        batcher.map(list(range(40)), [1] * 40, fn)
+        assert batcher.batch_size == 4 and batcher.backoffs == 3  # 32 -> 16 -> 8 -> 4
+    with run_batch_size(64):
+        assert batcher.batch_size == 4  # a later, bigger run does not find the limit again
+    with run_batch_size(2):
+        assert batcher.batch_size == 2

@@ -54,3 +54,32 @@ def test_scoring_backs_off_on_oom_and_equals_unbatched_scores(targets):
     assert got == pytest.approx(expected, abs=1e-4)
     assert big._batcher.batch_size == 2
     assert max(s for s in sizes[2:]) <= 2
+
+
+def test_the_run_batch_size_sizes_forward_passes_unless_the_spec_sets_one(tiny_model_dir, tmp_path, monkeypatch):
+    """One batch size (issue 19): `--batch-size 32` alone makes 32-row forward passes; before, the
+    target kept its own default of 16 rows until `:batch_size=32` was raised too."""
+    from privaudit.audit import AuditSpec, run_audit
+    from privaudit.data.subjects import generate_subjects, write_subjects
+    from privaudit.targets.hf import HFTarget
+
+    rows: list[int] = []
+    real = HFTarget._generate_batch
+
+    def recording(self, batch, cfg, k):
+        rows.append(len(batch) * k)
+        return real(self, batch, cfg, k)
+
+    monkeypatch.setattr(HFTarget, "_generate_batch", recording)
+    subjects = tmp_path / "subjects.jsonl"
+    write_subjects(subjects, generate_subjects(5, seed=0))  # 35 email probes: one call of 32, one of 3
+    attacks = {"pii": {"subjects": str(subjects), "pii_types": ["email"], "max_new_tokens": 2}}
+
+    def audit(target: str, name: str) -> None:
+        rows.clear()
+        run_audit(AuditSpec(targets=[target], attacks=attacks, out=tmp_path / name, batch_size=32, cache=False))
+
+    audit(f"hf:{tiny_model_dir}", "run")
+    assert rows == [32, 3]
+    audit(f"hf:{tiny_model_dir}:batch_size=8", "pinned")  # the target's option stays an explicit override
+    assert max(rows) == 8 and sum(rows) == 35

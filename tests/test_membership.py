@@ -52,6 +52,19 @@ def test_token_logprobs_sum_to_the_score(tiny_model_dir):
         assert all(v <= 0 for v in lp)
 
 
+def test_a_target_without_per_token_logprobs_cannot_be_measured():
+    """Declared through the contract: a target that can `score` but has no `token_logprobs` is exit 3."""
+    from reliability.char_target import CharBigramTarget
+
+    from privaudit.errors import EXIT_CANNOT_MEASURE, CapabilityError
+
+    attack = MembershipInference(MembershipParams(corpus="corpus.jsonl"))
+    attack.check_target(CharBigramTarget())  # has the capability: accepted
+    with pytest.raises(CapabilityError, match="no 'token_logprobs' capability") as info:
+        attack.check_target(CharBigramTarget(logprobs=False))
+    assert info.value.exit_code == EXIT_CANNOT_MEASURE
+
+
 def test_finetuned_model_auc_interval_excludes_chance(finetuned_result):
     res, _, _ = finetuned_result
     for name in ("auc", "auc_loss", "auc_zlib", "auc_min_k", "auc_reference"):

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from privaudit.errors import CapabilityError, InputError, TargetError
-from privaudit.targets.base import CHAT, GENERATE, GRADIENTS, SCORE, GenerationConfig, load_target
+from privaudit.targets.base import CHAT, GENERATE, GRADIENTS, SCORE, TOKEN_LOGPROBS, GenerationConfig, load_target
 from privaudit.targets.hf import HFTarget, _left_pad
 
 PROMPTS = [
@@ -57,7 +57,7 @@ def manual_logprob(model, ids: list[int], start: int) -> float:
 
 # ------------------------------------------------------------------------------------------ loading
 def test_capabilities_and_white_box_handles(target):
-    assert target.capabilities == frozenset({GENERATE, SCORE, CHAT, GRADIENTS})
+    assert target.capabilities == frozenset({GENERATE, SCORE, CHAT, GRADIENTS, TOKEN_LOGPROBS})
     assert target.device == "cpu" and target.model is not None and target.tokenizer is not None
     assert target.tokenizer.padding_side == "left"
     assert target.name.startswith("hf:")
@@ -66,6 +66,18 @@ def test_capabilities_and_white_box_handles(target):
 def test_load_target_spec_parses_options(tiny_model_dir):
     t = load_target(f"hf:{tiny_model_dir}:device=cpu:dtype=float32:batch_size=3")
     assert isinstance(t, HFTarget) and t.batch_size == 3 and t.dtype == torch.float32
+
+
+def test_batch_size_follows_the_run_unless_the_spec_sets_one(tiny_model_dir):
+    from privaudit.engine.batching import DEFAULT_BATCH_SIZE, run_batch_size
+
+    auto = load_target(f"hf:{tiny_model_dir}")
+    pinned = load_target(f"hf:{tiny_model_dir}:batch_size=3")
+    assert auto.batch_size == DEFAULT_BATCH_SIZE
+    with run_batch_size(40):
+        assert auto.batch_size == 40 and pinned.batch_size == 3
+    auto.close()
+    pinned.close()
 
 
 def test_unknown_option_and_bad_batch_size_are_input_errors(tiny_model_dir):
@@ -207,6 +219,25 @@ def test_empty_continuation_scores_zero_and_empty_prompt_is_conditioned_on_bos(t
     assert target.score([""], ["Hello"])[0] == pytest.approx(manual_logprob(target.model, ids, 1), abs=1e-4)
 
 
+def test_token_logprobs_and_echo_logprobs_come_from_the_scoring_kernel(target):
+    """One teacher-forced kernel: per-token values sum to `score`, and the echo view (what `serve`
+    answers) covers the whole text with offsets whose continuation tail sums to `score` too."""
+    prompt, cont = "Bob Smith lives at", " 42 Elm Street"
+    total = target.score([prompt], [cont])[0]
+    per_token = target.token_logprobs([prompt, "Hi"], [cont, ""])
+    assert sum(per_token[0]) == pytest.approx(total, abs=1e-4) and per_token[1] == []
+    echo = target.echo_logprobs([prompt + cont, "Hello!"], top_k=2)
+    assert "".join(echo[0].tokens) == prompt + cont
+    assert echo[0].text_offset == sorted(echo[0].text_offset)
+    tail = sum(v for off, v in zip(echo[0].text_offset, echo[0].token_logprobs) if off >= len(prompt))
+    assert tail == pytest.approx(total, abs=1e-4)
+    # at most 2 alternatives (two ids may decode to one string), the likeliest at least as likely as the token
+    assert all(1 <= len(top) <= 2 and max(top.values()) >= v
+               for top, v in zip(echo[0].top_logprobs, echo[0].token_logprobs) if top is not None)
+    alone = target.echo_logprobs(["Hello!"])[0]
+    assert alone.token_logprobs == pytest.approx(echo[1].token_logprobs, abs=1e-4)  # batch mates change nothing
+
+
 def test_score_length_mismatch_is_an_input_error(target):
     with pytest.raises(InputError):
         target.score(["a", "b"], ["c"])
@@ -246,7 +277,7 @@ def test_cli_targets_check_prints_capabilities_fingerprint_and_a_generation(tiny
 
     result = CliRunner().invoke(main, ["targets", "check", f"hf:{tiny_model_dir}", "--max-new-tokens", "4"])
     assert result.exit_code == 0, result.output
-    assert "capabilities: chat, generate, gradients, score" in result.output
+    assert "capabilities: chat, generate, gradients, score, token_logprobs" in result.output
     assert f"fingerprint:  {target.fingerprint()}" in result.output
     assert "generate:     'My name is' -> " in result.output
 

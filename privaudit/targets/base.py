@@ -17,10 +17,37 @@ from privaudit.registry import Registry
 
 GENERATE = "generate"
 SCORE = "score"  # teacher-forced sum log-prob of a continuation given a prompt
+TOKEN_LOGPROBS = "token_logprobs"  # the per-token log-probs behind `score` (token_logprobs, echo_logprobs)
 CHAT = "chat"  # chat template / chat endpoint
 GRADIENTS = "gradients"  # white-box: embeddings and autograd available (soft prompts, DP)
 
 Message = Mapping[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """The tokens of one text with their log-probs, in the layout of the completions API's `logprobs`.
+
+    `text_offset[i]` is the character where token i starts; `token_logprobs[i]` is None for a token
+    with no context (the first one when the tokenizer adds no BOS); `top_logprobs[i]` maps the most
+    likely alternatives at position i to their log-probs (empty list or None entries: not asked for).
+    """
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    text_offset: list[int]
+    top_logprobs: list[dict[str, float] | None] = field(default_factory=list)
+
+    def to_api(self, start_char: int = 0) -> dict:
+        """The API object, keeping only tokens that start at or after `start_char`."""
+        keep = [i for i, off in enumerate(self.text_offset) if off >= start_char]
+        top = self.top_logprobs or [None] * len(self.tokens)
+        return {
+            "tokens": [self.tokens[i] for i in keep],
+            "token_logprobs": [self.token_logprobs[i] for i in keep],
+            "text_offset": [self.text_offset[i] for i in keep],
+            "top_logprobs": [top[i] for i in keep],
+        }
 
 
 @dataclass(frozen=True)
@@ -60,7 +87,8 @@ class GenerationConfig:
 
 @runtime_checkable
 class Target(Protocol):
-    """What every backend offers. `score` and `chat` exist only where `capabilities` says so."""
+    """What every backend offers. `score`, `chat` and the two per-token methods exist only where
+    `capabilities` says so (`SCORE`, `CHAT`, `TOKEN_LOGPROBS`); callers check it, never `hasattr`."""
 
     name: str
     capabilities: frozenset[str]
@@ -78,6 +106,23 @@ class Target(Protocol):
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         """Teacher-forced sum of log-probabilities (natural log) of each continuation given its prompt."""
+        ...
+
+    def token_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+        """Log-probability of each token of each continuation given its prompt: what `score` sums.
+
+        With `TOKEN_LOGPROBS` only. Membership scores such as Min-K% prob (Shi et al., ICLR 2024)
+        need the individual tokens, not only their sum; an empty continuation gives `[]`.
+        """
+        ...
+
+    def echo_logprobs(self, texts: Sequence[str], top_k: int = 0) -> list[TokenLogprobs]:
+        """Every token of each whole text with its character offset, log-prob and `top_k` alternatives.
+
+        With `TOKEN_LOGPROBS` only: what `privaudit serve` answers a completions request with
+        `echo` and `logprobs` (the request `openai:` scoring sends), so a served target scores remotely
+        exactly as it does locally.
+        """
         ...
 
     def chat(self, conversations: Sequence[Sequence[Message]], cfg: GenerationConfig) -> list[list[str]]:

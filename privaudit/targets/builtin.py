@@ -21,6 +21,7 @@ from typing import Mapping
 from privaudit.errors import InputError, TargetError
 from privaudit.targets.base import register_fingerprint, register_target
 from privaudit.targets.hf import OPTIONS, HFTarget, privaudit_cache_root
+from privaudit.targets.hf_checkpoint import parse_hf_options
 
 COMPLETE_MARKER = "privaudit-converted.json"
 
@@ -103,7 +104,7 @@ def ensure_converted(model: BuiltinModel) -> Path:
 
 
 def _convert(source: Path, out: Path, model: BuiltinModel) -> float:
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    # Both loads read the package's own GGUF file (`local_files_only`): no hub, whatever the env says.
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -124,21 +125,13 @@ def _convert(source: Path, out: Path, model: BuiltinModel) -> float:
     return time.perf_counter() - start
 
 
-def _builtin_options(location: str, options: Mapping[str, str]) -> tuple[BuiltinModel, int]:
+def _builtin_options(location: str, options: Mapping[str, str]) -> tuple[BuiltinModel, int | None]:
+    """The model a `builtin:` spec names and its explicit batch size (None: the run's)."""
     model = BUILTIN_MODELS.get(location)
     if model is None:
         raise InputError(f"unknown builtin model '{location}' (known: {', '.join(sorted(BUILTIN_MODELS))})")
-    allowed = set(OPTIONS) - {"adapter"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise InputError(
-            f"target 'builtin:{location}': unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})"
-        )
-    try:
-        batch_size = int(options.get("batch_size", 16))
-    except ValueError:
-        raise InputError(f"target 'builtin:{location}': batch_size must be an integer, got '{options['batch_size']}'") from None
-    return model, batch_size
+    allowed = tuple(sorted(set(OPTIONS) - {"adapter"}))
+    return model, parse_hf_options(f"builtin:{location}", options, allowed)
 
 
 @register_target("builtin")

@@ -3,7 +3,7 @@
 Why not a mock: the server and client must move real generations and real log-probs, and tests
 must be able to check them against a direct computation. A smoothed character bigram model is a
 genuine (if weak) language model that loads instantly, so fault tests do not pay for torch.
-Characters are its tokens, so it also provides `echo_logprobs` for echo/logprobs requests.
+Characters are its tokens, so it also has per-token log-probs (`token_logprobs`, `echo_logprobs`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from typing import Sequence
 
 from privaudit.serve import TokenLogprobs
-from privaudit.targets.base import CHAT, GENERATE, SCORE, GenerationConfig, Message
+from privaudit.targets.base import CHAT, GENERATE, SCORE, TOKEN_LOGPROBS, GenerationConfig, Message
 
 BOS = "\x02"
 CORPUS = (
@@ -31,7 +31,8 @@ class CharBigramTarget:
 
     def __init__(self, corpus: str = CORPUS, alpha: float = 0.1, *, logprobs: bool = True) -> None:
         self.name = "char-bigram"
-        self.capabilities = frozenset({GENERATE, SCORE, CHAT})
+        # Without `logprobs`: a target without per-token log-probs, like most chat-only backends.
+        self.capabilities = frozenset({GENERATE, SCORE, CHAT} | ({TOKEN_LOGPROBS} if logprobs else set()))
         self.alphabet = sorted(set(corpus) | set(" abcdefghijklmnopqrstuvwxyz.,!?'@-0123456789\n:"))
         self.alpha = alpha
         self._corpus = corpus
@@ -41,8 +42,6 @@ class CharBigramTarget:
             self.counts[prev][ch] += 1
             prev = ch
         self.calls: list[tuple[str, int]] = []  # (method, batch size): lets tests see batching
-        if not logprobs:  # a target without per-token log-probs, like most chat-only backends
-            self.echo_logprobs = None  # type: ignore[assignment]
 
     def fingerprint(self) -> str:
         return hashlib.sha256(f"{self._corpus}|{self.alpha}".encode()).hexdigest()
@@ -93,9 +92,21 @@ class CharBigramTarget:
             out.append(total)
         return out
 
+    def token_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
+        """Each continuation character's log-prob given the one before it (what `score` sums)."""
+        self.calls.append(("token_logprobs", len(prompts)))
+        out = []
+        for p, c in zip(prompts, continuations):
+            prev, values = (p[-1] if p else BOS), []
+            for ch in c:
+                values.append(self.logprob(prev, ch))
+                prev = ch
+            out.append(values)
+        return out
+
     def echo_logprobs(self, texts: Sequence[str], top_k: int = 0) -> list[TokenLogprobs]:
         """Characters as tokens; the first one is predicted from BOS, so it has a log-prob too."""
-        self.calls.append(("token_logprobs", len(texts)))
+        self.calls.append(("echo_logprobs", len(texts)))
         out = []
         for text in texts:
             values, tops, prev = [], [], BOS

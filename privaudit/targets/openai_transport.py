@@ -1,0 +1,223 @@
+"""HTTP to an OpenAI-compatible server: timeouts, bounded retries with backoff, a concurrency limit.
+
+Why it is built this way: audits send thousands of requests to servers that throttle (429), restart
+(5xx, dropped connections) or stall, and an audit that dies on the first hiccup is useless. So every
+request has a timeout and bounded retries with exponential backoff plus jitter (honouring a capped
+Retry-After); work goes out through a thread pool that keeps at most `concurrency` requests in
+flight (the server batches concurrent requests; vLLM does so continuously); and when it gives up it
+says so in one line (what failed, the URL, how many attempts). The API key lives only in the HTTP
+client's headers and is scrubbed from every message this module writes.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import random
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+from privaudit.errors import TargetError
+from privaudit.targets.openai_api import EndpointOptions, redact_url
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Statuses worth retrying: throttling, timeouts at a proxy, and transient server failures.
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class EndpointHTTPError(TargetError):
+    """A non-retryable HTTP status (4xx other than 408/409/425/429) from the endpoint."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Cancelled(Exception):
+    """Raised inside a worker when another request of the same batch has already failed."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent/invalid."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def backoff_delay(
+    attempt: int, base: float, cap: float, jitter: float, retry_after: float | None = None,
+    max_retry_after: float = 60.0,
+) -> float:
+    """Delay before retry number `attempt` (1-based): base * 2**(attempt-1), capped, with "equal jitter".
+
+    `jitter` in [0, 1] picks a point in the upper half of the exponential step, so concurrent clients
+    do not retry in lockstep. A server's Retry-After wins when longer, capped at `max_retry_after` so a
+    hostile or buggy header cannot stall a run for hours.
+    """
+    step = min(cap, base * (2 ** max(0, attempt - 1)))
+    delay = step * (0.5 + 0.5 * min(1.0, max(0.0, jitter)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, max_retry_after))
+    return delay
+
+
+class Transport:
+    """JSON requests to one API root (`base_url` ending in /v1), with retries and a bounded pool."""
+
+    def __init__(self, base_url: str, options: EndpointOptions, api_key: str | None = None) -> None:
+        import httpx
+
+        self.base_url = base_url
+        self.options = options
+        self.where = f"openai endpoint {redact_url(base_url)}"
+        self._secret = api_key
+        headers = {"Accept": "application/json", "User-Agent": "privaudit"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        timeout = options.timeout
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency),
+            follow_redirects=False,
+        )
+        self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="privaudit-http")
+        self._rng = random.Random()
+        self._rng_lock = threading.Lock()
+
+    def redact(self, text: str) -> str:
+        """`text` on one line with the API key replaced by ***."""
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return " ".join(text.split())
+
+    def request(self, method: str, path: str, payload: Mapping[str, Any] | None,
+                cancel: threading.Event | None = None) -> dict[str, Any]:
+        """One JSON request with timeouts and bounded retries; returns the decoded JSON object."""
+        import httpx
+
+        url = self.base_url + path
+        shown = redact_url(url)
+        attempts = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            attempts += 1
+            retry_after: float | None = None
+            try:
+                response = self._client.request(method, url, json=payload)
+            except httpx.TimeoutException:
+                problem = f"timed out after {self.options.timeout:g} s"
+            except httpx.TransportError as exc:
+                problem = f"connection failed ({type(exc).__name__}: {self.redact(str(exc)) or 'no detail'})"
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return self._decode(response, shown, attempts)
+                detail = self._error_detail(response)
+                if status not in RETRY_STATUSES:
+                    hint = ""
+                    if status in (401, 403):
+                        hint = (f"; check the key in ${self.options.api_key_env}" if self.options.api_key_env
+                                else "; the endpoint wants an API key: pass api_key_env=VAR")
+                    raise EndpointHTTPError(f"{self.where}: {method} {shown} returned HTTP {status}{detail}{hint}",
+                                            status)
+                problem = f"HTTP {status}{detail}"
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if attempts > self.options.max_retries:
+                raise TargetError(
+                    f"{self.where}: gave up on {method} {shown} after {attempts} attempt"
+                    f"{'s' if attempts > 1 else ''}: {problem}"
+                )
+            with self._rng_lock:
+                jitter = self._rng.random()
+            delay = backoff_delay(attempts, self.options.backoff, self.options.max_backoff, jitter,
+                                  retry_after, self.options.max_retry_after)
+            if cancel is not None:
+                if cancel.wait(delay):
+                    raise Cancelled()
+            else:
+                time.sleep(delay)
+
+    def _decode(self, response: Any, shown: str, attempts: int) -> dict[str, Any]:
+        try:
+            data = json.loads(response.content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = f" at char {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise TargetError(
+                f"{self.where}: {shown} returned malformed JSON (HTTP {response.status_code}, "
+                f"{len(response.content)} bytes, invalid{where}) on attempt {attempts}"
+            ) from None
+        if not isinstance(data, dict):
+            raise TargetError(f"{self.where}: {shown} returned JSON {type(data).__name__}, expected an object")
+        return data
+
+    def _error_detail(self, response: Any) -> str:
+        """': <server message>' from an OpenAI-style error body, shortened and scrubbed of the key."""
+        try:
+            body = json.loads(response.content)
+            msg = body.get("error", body) if isinstance(body, dict) else body
+            if isinstance(msg, dict):
+                msg = msg.get("message") or msg.get("detail") or ""
+            text = str(msg)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            text = ""
+        text = self.redact(text)[:200]
+        return f": {text}" if text else ""
+
+    def map(self, fn: Callable[[T, threading.Event], R], items: Sequence[T]) -> list[R]:
+        """Apply `fn` to items on the pool (at most `concurrency` in flight), in order; fail fast.
+
+        When one item gives up, the others stop retrying (they see `cancel`) and the first real
+        error is raised, so a dead server costs one retry budget, not one per prompt.
+        """
+        if not items:
+            return []
+        cancel = threading.Event()
+
+        def run(item: T) -> R:
+            try:
+                return fn(item, cancel)
+            except BaseException:
+                cancel.set()  # before the pool thread picks up the next item
+                raise
+
+        futures: list[Future] = [self._pool.submit(run, item) for item in items]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f.done() and not f.cancelled() and f.exception() is not None
+                      and not isinstance(f.exception(), Cancelled)]
+            if failed:
+                cancel.set()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                raise failed[0].exception()  # type: ignore[misc]
+            return [f.result() for f in futures]
+        except BaseException:
+            cancel.set()
+            for f in futures:
+                f.cancel()
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
