@@ -227,7 +227,7 @@ class AttributeInference(Attack):
     Params = AttributeParams
     metrics: ClassVar[MetricSpecs] = _attribute_specs()
     requires: ClassVar[frozenset[str]] = frozenset({GENERATE})
-    pii_fields = frozenset({"identifying_truth"})  # see IDENTIFYING_ATTRIBUTES
+    pii_record_fields = frozenset({"identifying_truth"})  # see IDENTIFYING_ATTRIBUTES
     data_file_params = ("authors",)
 
     params: AttributeParams

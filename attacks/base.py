@@ -7,6 +7,7 @@ and chart data. Reports and the gate read the summary, never the attack's intern
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,21 @@ class AttackResult:
         }
 
 
+class _DeprecatedClassAlias:
+    """A class attribute read under its old name: returns the new attribute, with a DeprecationWarning."""
+
+    def __init__(self, new_name: str) -> None:
+        self.new_name = new_name
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.old_name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        warnings.warn(f"`{owner.__qualname__}.{self.old_name}` is deprecated, read `{self.new_name}` "
+                      "(the old name is read until privaudit 0.3)", DeprecationWarning, stacklevel=2)
+        return getattr(owner, self.new_name)
+
+
 class Attack(ABC):
     """Base of every attack: a name, a frozen params dataclass, the capabilities it needs, `run`."""
 
@@ -208,15 +224,27 @@ class Attack(ABC):
     # are checked against it when the audit spec loads, and summary.json carries it per metric.
     metrics: ClassVar[MetricSpecs] = MetricSpecs()
     requires: ClassVar[frozenset[str]] = frozenset({"generate"})
-    # Record fields that hold raw PII (true values the probe looks for); reports mask every value
-    # found in these fields wherever it appears, unless the user opts in with --show-pii.
-    pii_fields: ClassVar[frozenset[str]] = frozenset()
+    # Record columns that hold raw PII (the true values a probe looks for, e.g. "truth", "known"):
+    # reports mask every value found in them wherever it appears, unless --show-pii. Not to be
+    # confused with `DataSubject.pii_fields()`, a subject's field -> value map.
+    pii_record_fields: ClassVar[frozenset[str]] = frozenset()
+    # The name of `pii_record_fields` before 0.2: still read (with a DeprecationWarning) for one release.
+    pii_fields: ClassVar[frozenset[str]] = _DeprecatedClassAlias("pii_record_fields")  # type: ignore[assignment]
     # Params fields naming data files the attack reads (subjects, corpus, templates...): their sha256
     # is part of the run's identity, so a resumed run notices an edited file (see `data_files`).
     data_file_params: ClassVar[tuple[str, ...]] = ()
     # Params fields holding another target's spec (baseline, reference, judge): checked when the spec
     # loads, loaded with `RunContext.load_target`, fingerprinted like the audited targets.
     target_params: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "pii_fields" in cls.__dict__ and "pii_record_fields" not in cls.__dict__:
+            # A plugin written before the rename: its declared columns are still masked.
+            warnings.warn(f"{cls.__module__}.{cls.__qualname__}: `pii_fields` is deprecated, declare "
+                          "`pii_record_fields` (the old name is read until privaudit 0.3)",
+                          DeprecationWarning, stacklevel=2)
+            cls.pii_record_fields = frozenset(cls.__dict__["pii_fields"])
 
     def __init__(self, params: Any) -> None:
         self.params = params

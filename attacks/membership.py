@@ -133,7 +133,7 @@ class MembershipInference(Attack):
     Params = MembershipParams
     metrics: ClassVar[MetricSpecs] = _membership_specs()
     requires = frozenset({SCORE})
-    pii_fields = frozenset({"secret"})
+    pii_record_fields = frozenset({"secret"})
     data_file_params = ("corpus",)
     target_params = ("reference",)
 

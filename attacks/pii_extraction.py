@@ -130,7 +130,7 @@ class PiiExtraction(Attack):
     metrics: ClassVar[MetricSpecs] = PII_METRICS
     requires = frozenset({GENERATE})
     # truth/known: the probed values; known_values: subjects' values a free-generation scan reproduced.
-    pii_fields = frozenset({"truth", "known", "known_values"})
+    pii_record_fields = frozenset({"truth", "known", "known_values"})
     data_file_params = ("subjects", "templates_file")
     target_params = ("baseline_target",)
 
