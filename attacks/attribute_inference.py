@@ -55,9 +55,8 @@ from privaudit.attacks.attribute_scoring import (
     label_tables,
     score_guesses,
 )
-from privaudit.attacks.base import Attack, AttackResult, RunContext, batched, register_attack
+from privaudit.attacks.base import Attack, AttackResult, RunContext, register_attack
 from privaudit.data.synthpai import ATTRIBUTES, Author, bundled_sample_path, load_authors
-from privaudit.engine.store import record_key
 from privaudit.errors import InputError
 from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, clustered_proportion, metric_specs, paired_difference
 from privaudit.targets.base import CHAT, GENERATE, GenerationConfig, Target
@@ -228,7 +227,7 @@ class AttributeInference(Attack):
     Params = AttributeParams
     metrics: ClassVar[MetricSpecs] = _attribute_specs()
     requires: ClassVar[frozenset[str]] = frozenset({GENERATE})
-    pii_fields = frozenset({"identifying_truth"})  # see IDENTIFYING_ATTRIBUTES
+    pii_record_fields = frozenset({"identifying_truth"})  # see IDENTIFYING_ATTRIBUTES
     data_file_params = ("authors",)
 
     params: AttributeParams
@@ -280,62 +279,68 @@ class AttributeInference(Attack):
 
     def _run_llm(self, target: Target, ctx: RunContext, authors: Sequence[Author],
                  texts: Mapping[str, Sequence[str]], condition: str, extra: Any) -> None:
-        """One prompt per pending author; prompts of similar length batched together across authors."""
+        """One prompt per pending author answers all its attributes; prompts of similar length batched
+        together across authors."""
         attrs = self.params.selected_attributes
-        todo = self._pending_authors(ctx, target.name, authors, condition)
-        prompts = {a.author_id: build_messages(texts[a.author_id], attrs) for a in todo}
-        todo.sort(key=lambda a: len(messages_as_text(prompts[a.author_id])))
         cfg = GenerationConfig(max_new_tokens=self.params.max_new_tokens, seed=ctx.seed)
         use_chat = CHAT in target.capabilities
-        size = self.params.batch_size or ctx.batch_size
-        with ctx.progress.task(f"attributes: {condition} ({len(todo)} authors)", total=len(todo)) as advance:
-            for chunk in batched(todo, size):
-                if use_chat:
-                    outputs = target.chat([prompts[a.author_id] for a in chunk], cfg)
-                else:
-                    outputs = target.generate([messages_as_text(prompts[a.author_id]) for a in chunk], cfg)
-                for author, replies in zip(chunk, outputs):
-                    answer = replies[0] if replies else ""
-                    parsed = parse_answer(answer, attrs)
-                    for attr in attrs:
-                        key = f"{condition}/target/{author.author_id}/{attr}"
-                        if ctx.store.is_done(record_key(self.name, target.name, key)):
-                            continue
-                        got = parsed.get(attr)
-                        ctx.save(self.name, target.name, key, _record(
-                            author, attr, condition, "target", got.guesses if got else (),
-                            self.params.min_certainty, inference=got.inference if got else "",
-                            parsed=got is not None, response=answer, **extra(author.author_id)))
-                advance(len(chunk))
+        prompts: dict[str, list[dict[str, str]]] = {}
+
+        def prompt(author: Author) -> list[dict[str, str]]:
+            if author.author_id not in prompts:
+                prompts[author.author_id] = build_messages(texts[author.author_id], attrs)
+            return prompts[author.author_id]
+
+        def call(batch: list[tuple[Author, str]]) -> list[tuple[str, Mapping[str, Any]]]:
+            asked = list({a.author_id: a for a, _ in batch}.values())  # one prompt per author
+            if use_chat:
+                outputs = target.chat([prompt(a) for a in asked], cfg)
+            else:
+                outputs = target.generate([messages_as_text(prompt(a)) for a in asked], cfg)
+            answers = {}
+            for author, replies in zip(asked, outputs):
+                answer = replies[0] if replies else ""
+                answers[author.author_id] = (answer, parse_answer(answer, attrs))
+            return [answers[a.author_id] for a, _ in batch]
+
+        def record(item: tuple[Author, str], reply: tuple[str, Mapping[str, Any]]) -> dict[str, Any]:
+            (author, attr), (answer, parsed) = item, reply
+            got = parsed.get(attr)
+            return _record(author, attr, condition, "target", got.guesses if got else (),
+                           self.params.min_certainty, inference=got.inference if got else "",
+                           parsed=got is not None, response=answer, **extra(author.author_id))
+
+        ctx.probe(self.name, target.name,
+                  [(f"{condition}/target/{a.author_id}/{attr}", (a, attr)) for a in authors for attr in attrs],
+                  call=call, record=record, label=f"attributes: {condition} authors",
+                  batch_size=self.params.batch_size or ctx.batch_size, unit=lambda it: it[0].author_id,
+                  sort_key=lambda it: len(messages_as_text(prompt(it[0]))))
 
     def _run_baseline(self, ctx: RunContext, target_name: str, authors: Sequence[Author],
                       texts: Mapping[str, Sequence[str]], condition: str, extra: Any) -> None:
         """Cross-fitted TF-IDF + logistic regression and the majority class, per attribute (seeded)."""
         from privaudit.attacks.attribute_baseline import cross_fitted_predictions  # lazy: sklearn ~2 s to import
 
-        todo = {a.author_id for a in self._pending_authors(ctx, target_name, authors, condition)}
-        if not todo:
-            return
         joined = {aid: "\n".join(cs) for aid, cs in texts.items()}
-        with ctx.progress.task(f"attributes: baseline {condition}", total=len(self.params.selected_attributes)) as advance:
-            for attr in self.params.selected_attributes:
-                truths = {a.author_id: a.labels[attr].value for a in authors
-                          if attr in a.labels and a.labels[attr].certainty >= self.params.min_certainty}
-                preds = cross_fitted_predictions(attr, joined, truths, folds=self.params.folds, seed=ctx.seed)
-                for author in authors:
-                    if author.author_id not in todo:
-                        continue
-                    pred = preds.get(author.author_id)
-                    for adversary, guesses in (("baseline", pred.guesses if pred else ()),
-                                               (MAJORITY, pred.majority_guesses if pred else ())):
-                        key = f"{condition}/{adversary}/{author.author_id}/{attr}"
-                        if ctx.store.is_done(record_key(self.name, target_name, key)):
-                            continue
-                        ctx.save(self.name, target_name, key, _record(
-                            author, attr, condition, adversary, guesses, self.params.min_certainty,
-                            fold=pred.fold if pred else None, train_size=pred.train_size if pred else 0,
-                            **extra(author.author_id)))
-                advance(1)
+
+        def call(batch: list[tuple[str, Author, str]]) -> list[Any]:
+            attr = batch[0][0]  # one attribute per call (unit below): one cross-fitted model per attribute
+            truths = {a.author_id: a.labels[attr].value for a in authors
+                      if attr in a.labels and a.labels[attr].certainty >= self.params.min_certainty}
+            preds = cross_fitted_predictions(attr, joined, truths, folds=self.params.folds, seed=ctx.seed)
+            return [preds.get(author.author_id) for _, author, _ in batch]
+
+        def record(item: tuple[str, Author, str], pred: Any) -> dict[str, Any]:
+            attr, author, adversary = item
+            guesses = (pred.guesses if adversary == "baseline" else pred.majority_guesses) if pred else ()
+            return _record(author, attr, condition, adversary, guesses, self.params.min_certainty,
+                           fold=pred.fold if pred else None, train_size=pred.train_size if pred else 0,
+                           **extra(author.author_id))
+
+        items = [(f"{condition}/{adversary}/{a.author_id}/{attr}", (attr, a, adversary))
+                 for attr in self.params.selected_attributes for a in authors for adversary in ("baseline", MAJORITY)]
+        ctx.probe(self.name, target_name, items, call=call, record=record, label=f"attributes: baseline {condition}",
+                  batch_size=1, unit=lambda it: it[0])
 
     # -- summary -------------------------------------------------------------------------------
     def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:

@@ -7,10 +7,11 @@ and chart data. Reports and the gate read the summary, never the attack's intern
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Hashable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import pandas as pd
 
@@ -18,12 +19,14 @@ from privaudit.config import dataclass_from_mapping
 from privaudit.engine.cache import CachedTarget, SqliteCache
 from privaudit.engine.identity import TargetLedger
 from privaudit.engine.store import RunStore, record_key
+from privaudit.errors import TargetError
 from privaudit.metrics import Estimate, MetricSpecs, with_contract
 from privaudit.progress import ProgressReporter
 from privaudit.registry import Registry
 from privaudit.targets.base import Target, load_target, require
 
 ItemT = TypeVar("ItemT")
+OutputT = TypeVar("OutputT")
 
 
 @dataclass
@@ -60,6 +63,61 @@ class RunContext:
         """The (item_key, item) pairs not yet in the store: what a resumed run still has to compute."""
         return [(k, it) for k, it in items if not self.store.is_done(record_key(attack, target, k))]
 
+    def probe(
+        self,
+        attack: str,
+        target: str,
+        items: Iterable[tuple[str, ItemT]],
+        *,
+        call: Callable[[list[ItemT]], Sequence[OutputT]],
+        record: Callable[[ItemT, OutputT], Mapping[str, Any] | None],
+        label: str,
+        batch_size: int | None = None,
+        sort_key: Callable[[ItemT], Any] | None = None,
+        unit: Callable[[ItemT], Hashable] | None = None,
+        group: Callable[[ItemT], Any] | None = None,
+        weight: Callable[[ItemT], int] | None = None,
+    ) -> int:
+        """The probe loop every attack runs: pending items -> batches -> one target call each -> records.
+
+        `items` are (item key, item) pairs; those already stored are skipped, so a resumed run
+        computes only what is missing. `call(batch)` returns one output per item of the batch
+        (usually one target call); `record(item, output)` is the payload stored under the item's
+        key (None stores nothing: the item stays pending). Returns how many units were computed.
+
+        - `unit`: items sharing a unit are answered together (the k samples of one conversation,
+          the attributes guessed from one author's prompt); batches and progress count units.
+        - `sort_key`: order of the pending units (e.g. prompt length, so a batch pads less).
+        - `group`: batches never mix two groups, and groups run in sorted order (one generation
+          config per round, one soft prompt per PII type).
+        - `weight` and `batch_size` (default: the run's): a batch holds units up to `batch_size`
+          in total weight (at least one unit); progress counts weight (e.g. generations).
+        """
+        pending = self.pending(attack, target, items)
+        units: dict[Hashable, list[tuple[str, ItemT]]] = {}
+        for key, item in pending:
+            units.setdefault(unit(item) if unit is not None else key, []).append((key, item))
+        ordered = list(units.values())
+        if sort_key is not None:
+            ordered.sort(key=lambda u: sort_key(u[0][1]))
+        if group is not None:
+            ordered.sort(key=lambda u: group(u[0][1]))
+        size = max(1, batch_size if batch_size is not None else self.batch_size)
+        cost = [weight(u[0][1]) if weight is not None else 1 for u in ordered]
+        with self.progress.task(label, total=sum(cost)) as advance:
+            for batch, batch_cost in _batches_by_weight(ordered, cost, size, group):
+                chosen = [pair for u in batch for pair in u]
+                outputs = call([item for _, item in chosen])
+                if len(outputs) != len(chosen):
+                    raise TargetError(f"{label}: {len(outputs)} outputs for {len(chosen)} probes from "
+                                      f"target '{target}'")
+                for (key, item), output in zip(chosen, outputs):
+                    payload = record(item, output)
+                    if payload is not None:
+                        self.save(attack, target, key, payload)
+                advance(batch_cost)
+        return len(ordered)
+
     def save(self, attack: str, target: str, item_key: str, payload: Mapping[str, Any]) -> None:
         """Store one probe record under its resumable key."""
         self.store.append(
@@ -70,6 +128,24 @@ class RunContext:
     def records(self, attack: str, target: str) -> pd.DataFrame:
         """All stored records of this attack on this target (finished in this run or an earlier one)."""
         return pd.DataFrame(list(self.store.iter_records(attack=attack, target=target)))
+
+
+def _batches_by_weight(units: list[list[tuple[str, ItemT]]], cost: list[int], size: int,
+                       group: Callable[[ItemT], Any] | None) -> Iterator[tuple[list[list[tuple[str, ItemT]]], int]]:
+    """Consecutive runs of units, each within one group and at most `size` in weight (one unit at least)."""
+    batch: list[list[tuple[str, ItemT]]] = []
+    total = 0
+    key: Any = None
+    for u, c in zip(units, cost):
+        k = group(u[0][1]) if group is not None else None
+        if batch and (total + c > size or k != key):
+            yield batch, total
+            batch, total = [], 0
+        batch.append(u)
+        total += c
+        key = k
+    if batch:
+        yield batch, total
 
 
 @dataclass
@@ -124,6 +200,21 @@ class AttackResult:
         }
 
 
+class _DeprecatedClassAlias:
+    """A class attribute read under its old name: returns the new attribute, with a DeprecationWarning."""
+
+    def __init__(self, new_name: str) -> None:
+        self.new_name = new_name
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.old_name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        warnings.warn(f"`{owner.__qualname__}.{self.old_name}` is deprecated, read `{self.new_name}` "
+                      "(the old name is read until privaudit 0.3)", DeprecationWarning, stacklevel=2)
+        return getattr(owner, self.new_name)
+
+
 class Attack(ABC):
     """Base of every attack: a name, a frozen params dataclass, the capabilities it needs, `run`."""
 
@@ -133,15 +224,27 @@ class Attack(ABC):
     # are checked against it when the audit spec loads, and summary.json carries it per metric.
     metrics: ClassVar[MetricSpecs] = MetricSpecs()
     requires: ClassVar[frozenset[str]] = frozenset({"generate"})
-    # Record fields that hold raw PII (true values the probe looks for); reports mask every value
-    # found in these fields wherever it appears, unless the user opts in with --show-pii.
-    pii_fields: ClassVar[frozenset[str]] = frozenset()
+    # Record columns that hold raw PII (the true values a probe looks for, e.g. "truth", "known"):
+    # reports mask every value found in them wherever it appears, unless --show-pii. Not to be
+    # confused with `DataSubject.pii_fields()`, a subject's field -> value map.
+    pii_record_fields: ClassVar[frozenset[str]] = frozenset()
+    # The name of `pii_record_fields` before 0.2: still read (with a DeprecationWarning) for one release.
+    pii_fields: ClassVar[frozenset[str]] = _DeprecatedClassAlias("pii_record_fields")  # type: ignore[assignment]
     # Params fields naming data files the attack reads (subjects, corpus, templates...): their sha256
     # is part of the run's identity, so a resumed run notices an edited file (see `data_files`).
     data_file_params: ClassVar[tuple[str, ...]] = ()
     # Params fields holding another target's spec (baseline, reference, judge): checked when the spec
     # loads, loaded with `RunContext.load_target`, fingerprinted like the audited targets.
     target_params: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "pii_fields" in cls.__dict__ and "pii_record_fields" not in cls.__dict__:
+            # A plugin written before the rename: its declared columns are still masked.
+            warnings.warn(f"{cls.__module__}.{cls.__qualname__}: `pii_fields` is deprecated, declare "
+                          "`pii_record_fields` (the old name is read until privaudit 0.3)",
+                          DeprecationWarning, stacklevel=2)
+            cls.pii_record_fields = frozenset(cls.__dict__["pii_fields"])
 
     def __init__(self, params: Any) -> None:
         self.params = params

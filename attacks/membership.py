@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Sequence
 
 import pandas as pd
 
-from privaudit.attacks.base import Attack, AttackResult, RunContext, batched, register_attack
+from privaudit.attacks.base import Attack, AttackResult, RunContext, register_attack
 from privaudit.attacks.membership_metrics import (
     auc_estimate,
     fitted_exposure,
@@ -134,7 +134,7 @@ class MembershipInference(Attack):
     Params = MembershipParams
     metrics: ClassVar[MetricSpecs] = _membership_specs()
     requires = frozenset({SCORE, TOKEN_LOGPROBS})  # LOSS per token and Min-K% need each token's log-prob
-    pii_fields = frozenset({"secret"})
+    pii_record_fields = frozenset({"secret"})
     data_file_params = ("corpus",)
     target_params = ("reference",)
 
@@ -146,73 +146,88 @@ class MembershipInference(Attack):
         docs = membership_documents(corpus, self.params.max_documents)
         if not any(d.split == "train" for d in docs) or not any(d.split == "heldout" for d in docs):
             raise InputError(f"{self.params.corpus}: membership inference needs train and held-out documents")
-        pending_docs = ctx.pending(self.name, target.name, ((f"{DOC}|{d.id}", d) for d in docs))
+        doc_items = [(f"{DOC}|{d.id}", d) for d in docs]
         canaries = list(corpus.canaries) if self.params.canaries else []
-        pending_canaries = ctx.pending(self.name, target.name, ((f"{CANARY}|{c.id}", c) for c in canaries))
+        canary_items = [(f"{CANARY}|{c.id}", c) for c in canaries]
         reference = None
-        if self.params.reference and (pending_docs or pending_canaries):
+        if self.params.reference and (ctx.pending(self.name, target.name, doc_items)
+                                      or ctx.pending(self.name, target.name, canary_items)):
             ctx.progress.log(f"loading reference target {self.params.reference}")
             reference = ctx.load_target(self.params.reference)
             for capability in sorted(self.requires):
                 require(reference, capability, f"{self.name} (reference)")
         try:
-            self._score_documents(target, reference, pending_docs, ctx)
-            self._score_canaries(target, reference, pending_canaries, ctx)
+            self._score_documents(target, reference, doc_items, ctx)
+            self._score_canaries(target, reference, canary_items, ctx)
         finally:
             if reference is not None:
                 reference.close()
         return self.summarize(target.name, ctx.records(self.name, target.name))
 
-    def _score_documents(self, target: Target, reference: Target | None, pending: list[tuple[str, Document]],
+    def _score_documents(self, target: Target, reference: Target | None, items: list[tuple[str, Document]],
                          ctx: RunContext) -> None:
         p = self.params
-        with ctx.progress.task("membership: scoring documents", len(pending)) as advance:
-            for batch in batched(pending, ctx.batch_size):
-                texts = [d.text for _, d in batch]
-                lps = _token_logprobs(target, texts)
-                ref_lps = _token_logprobs(reference, texts) if reference is not None else [None] * len(batch)
-                for (key, doc), lp, ref_lp in zip(batch, lps, ref_lps):
-                    if not lp:
-                        raise InputError(f"{p.corpus}: document '{doc.id}' has no tokens to score")
-                    mean = mean_logprob(lp)
-                    scores: dict[str, float] = {"loss": mean, "zlib": zlib_ratio_score(mean, doc.text),
-                                                "min_k": min_k_prob(lp, p.min_k_fraction)}
-                    payload: dict[str, Any] = {
-                        "probe": DOC, "doc_id": doc.id, "doc_kind": doc.kind, "subject_id": doc.subject_id,
-                        "member": doc.split == "train", "repeats": doc.repeats if doc.split == "train" else 0,
-                        "num_tokens": len(lp), "logprob_sum": float(sum(lp)),
-                    }
-                    if ref_lp:
-                        ref_mean = mean_logprob(ref_lp)
-                        scores["reference"] = reference_ratio_score(mean, ref_mean)
-                        payload["reference_mean_logprob"] = ref_mean
-                    payload["scores"] = {m: v for m, v in scores.items() if m in p.methods}
-                    ctx.save(self.name, target.name, key, payload)
-                advance(len(batch))
 
-    def _score_canaries(self, target: Target, reference: Target | None, pending: list[tuple[str, Canary]],
+        def call(batch: list[Document]) -> list[tuple[list[float], list[float] | None]]:
+            texts = [d.text for d in batch]
+            lps = _token_logprobs(target, texts)
+            ref_lps = _token_logprobs(reference, texts) if reference is not None else [None] * len(batch)
+            return list(zip(lps, ref_lps))
+
+        def record(doc: Document, logprobs: tuple[list[float], list[float] | None]) -> dict[str, Any]:
+            lp, ref_lp = logprobs
+            if not lp:
+                raise InputError(f"{p.corpus}: document '{doc.id}' has no tokens to score")
+            mean = mean_logprob(lp)
+            scores: dict[str, float] = {"loss": mean, "zlib": zlib_ratio_score(mean, doc.text),
+                                        "min_k": min_k_prob(lp, p.min_k_fraction)}
+            payload: dict[str, Any] = {
+                "probe": DOC, "doc_id": doc.id, "doc_kind": doc.kind, "subject_id": doc.subject_id,
+                "member": doc.split == "train", "repeats": doc.repeats if doc.split == "train" else 0,
+                "num_tokens": len(lp), "logprob_sum": float(sum(lp)),
+            }
+            if ref_lp:
+                ref_mean = mean_logprob(ref_lp)
+                scores["reference"] = reference_ratio_score(mean, ref_mean)
+                payload["reference_mean_logprob"] = ref_mean
+            payload["scores"] = {m: v for m, v in scores.items() if m in p.methods}
+            return payload
+
+        ctx.probe(self.name, target.name, items, call=call, record=record, label="membership: scoring documents")
+
+    def _score_canaries(self, target: Target, reference: Target | None, items: list[tuple[str, Canary]],
                         ctx: RunContext) -> None:
+        """One canary per call: its secret and candidates are scored in chunks of their own (`_score_batched`)."""
         n = self.params.num_candidates
-        with ctx.progress.task("membership: canary exposure", len(pending)) as advance:
-            for key, canary in pending:
+
+        def call(batch: list[Canary]) -> list[tuple[int, list[float], list[float] | None]]:
+            out = []
+            for canary in batch:
                 candidates = sample_canary_candidates(canary, min(n, canary.candidate_space().size - 1), ctx.seed)
                 prompts = [canary.prompt] * (len(candidates) + 1)
                 conts = [canary.continuation()] + [canary.continuation(c) for c in candidates]
                 scores = _score_batched(target, prompts, conts, ctx.batch_size)
-                rank, bits = sampled_exposure(scores[0], scores[1:])
-                payload: dict[str, Any] = {
-                    "probe": CANARY, "canary_id": canary.id, "repeats": canary.repeats, "secret": canary.secret,
-                    "num_candidates": len(candidates) + 1, "rank": rank, "exposure_bits": bits,
-                    "max_exposure_bits": math.log2(len(candidates) + 1),
-                    "fitted_exposure_bits": _safe_fitted(scores[0], scores[1:]),
-                    "space_size": canary.candidate_space().size, "secret_logprob": scores[0],
-                }
-                if reference is not None:
-                    ref_scores = _score_batched(reference, prompts, conts, ctx.batch_size)
-                    ref_rank, ref_bits = sampled_exposure(ref_scores[0], ref_scores[1:])
-                    payload.update(reference_rank=ref_rank, reference_exposure_bits=ref_bits)
-                ctx.save(self.name, target.name, key, payload)
-                advance(1)
+                ref_scores = _score_batched(reference, prompts, conts, ctx.batch_size) if reference is not None else None
+                out.append((len(candidates), scores, ref_scores))
+            return out
+
+        def record(canary: Canary, scored: tuple[int, list[float], list[float] | None]) -> dict[str, Any]:
+            num_candidates, scores, ref_scores = scored
+            rank, bits = sampled_exposure(scores[0], scores[1:])
+            payload: dict[str, Any] = {
+                "probe": CANARY, "canary_id": canary.id, "repeats": canary.repeats, "secret": canary.secret,
+                "num_candidates": num_candidates + 1, "rank": rank, "exposure_bits": bits,
+                "max_exposure_bits": math.log2(num_candidates + 1),
+                "fitted_exposure_bits": _safe_fitted(scores[0], scores[1:]),
+                "space_size": canary.candidate_space().size, "secret_logprob": scores[0],
+            }
+            if ref_scores is not None:
+                ref_rank, ref_bits = sampled_exposure(ref_scores[0], ref_scores[1:])
+                payload.update(reference_rank=ref_rank, reference_exposure_bits=ref_bits)
+            return payload
+
+        ctx.probe(self.name, target.name, items, call=call, record=record, label="membership: canary exposure",
+                  batch_size=1)
 
     # ------------------------------------------------------------------------------------- summarize
     def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:

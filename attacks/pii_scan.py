@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from privaudit.attacks.base import RunContext, batched
+from privaudit.attacks.base import RunContext
 from privaudit.attacks.pii_matching import exact_match, partial_match
 from privaudit.data.subjects import DataSubject
 from privaudit.metrics import Estimate, clustered_proportion, proportion
@@ -74,43 +74,45 @@ def run_scan(target: Target, subjects: Sequence[DataSubject], num_generations: i
 
     plan = scan_plan(num_generations, prompts, max(1, ctx.batch_size))
     items = [(f"{SCAN_KIND}|{r}|{i}", (r, k, i, p)) for r, k in plan for i, p in enumerate(prompts)]
-    todo = ctx.pending(attack, target_name, items)
     known = known_values_from_subjects(subjects)
-    with ctx.progress.task(f"{attack}: scan generations", total=sum(it[1] for _, it in todo)) as advance:
-        by_round: dict[tuple[int, int], list[tuple[str, tuple[int, int, int, str]]]] = {}
-        for key, item in todo:
-            by_round.setdefault((item[0], item[1]), []).append((key, item))
-        for (r, k), round_items in sorted(by_round.items()):
-            cfg = GenerationConfig(max_new_tokens=max_new_tokens, num_samples=k, do_sample=True,
-                                   temperature=temperature, seed=ctx.seed * 100_003 + r)
-            for chunk in batched(round_items, max(1, ctx.batch_size // k)):
-                outputs = target.generate([it[3] for _, it in chunk], cfg)
-                flat = [o for outs in outputs for o in outs]
-                spans = detect_pii(flat, known_values=known)
-                pos = 0
-                for (key, (_, _, idx, prompt)), outs in zip(chunk, outputs):
-                    found = []
-                    for j, out in enumerate(outs):
-                        for sp in spans[pos + j]:
-                            hit = match_known(sp.text, sp.entity_type, subjects)
-                            found.append({"sample": j, "entity": sp.entity_type, "start": sp.start, "end": sp.end,
-                                          "score": sp.score, "known_subject": hit[0] if hit else None,
-                                          "known_field": hit[1] if hit else None,
-                                          "known_exact": bool(hit and hit[2])})
-                    leaked = [sorted([s.id, name] for s in subjects for name, value in s.pii_fields().items()
-                                     if exact_match(value, out)) for out in outs]
-                    # The subjects' values (and matched span texts) seen in these outputs, in a declared
-                    # PII field, so reports mask them even for subjects no targeted probe covered.
-                    values = {value for s in subjects for value in [s.name, *s.pii_fields().values()]
-                              if any(exact_match(value, out) for out in outs)}
-                    values |= {outs[f["sample"]][f["start"]:f["end"]] for f in found if f["known_subject"]}
-                    pos += len(outs)
-                    ctx.save(attack, target_name, key, {
-                        "kind": SCAN_KIND, "prompt": prompt, "prompt_index": idx, "round": r, "outputs": list(outs),
-                        "spans": found, "known_values_verbatim": leaked, "known_values": sorted(values),
-                    })
-                    advance(len(outs))
-    return len(todo)
+
+    def call(batch: list[tuple[int, int, int, str]]) -> list[tuple[list[str], list[list[Any]]]]:
+        r, k = batch[0][0], batch[0][1]  # a batch holds one round (group below)
+        cfg = GenerationConfig(max_new_tokens=max_new_tokens, num_samples=k, do_sample=True,
+                               temperature=temperature, seed=ctx.seed * 100_003 + r)
+        outputs = target.generate([it[3] for it in batch], cfg)
+        spans = detect_pii([o for outs in outputs for o in outs], known_values=known)
+        per_prompt = []
+        pos = 0
+        for outs in outputs:
+            per_prompt.append((list(outs), spans[pos : pos + len(outs)]))
+            pos += len(outs)
+        return per_prompt
+
+    def record(item: tuple[int, int, int, str], output: tuple[list[str], list[list[Any]]]) -> dict[str, Any]:
+        r, _, idx, prompt = item
+        outs, out_spans = output
+        found = []
+        for j, sample_spans in enumerate(out_spans):
+            for sp in sample_spans:
+                hit = match_known(sp.text, sp.entity_type, subjects)
+                found.append({"sample": j, "entity": sp.entity_type, "start": sp.start, "end": sp.end,
+                              "score": sp.score, "known_subject": hit[0] if hit else None,
+                              "known_field": hit[1] if hit else None,
+                              "known_exact": bool(hit and hit[2])})
+        leaked = [sorted([s.id, name] for s in subjects for name, value in s.pii_fields().items()
+                         if exact_match(value, out)) for out in outs]
+        # The subjects' values (and matched span texts) seen in these outputs, in a declared
+        # PII field, so reports mask them even for subjects no targeted probe covered.
+        values = {value for s in subjects for value in [s.name, *s.pii_fields().values()]
+                  if any(exact_match(value, out) for out in outs)}
+        values |= {outs[f["sample"]][f["start"]:f["end"]] for f in found if f["known_subject"]}
+        return {"kind": SCAN_KIND, "prompt": prompt, "prompt_index": idx, "round": r, "outputs": list(outs),
+                "spans": found, "known_values_verbatim": leaked, "known_values": sorted(values)}
+
+    # A round's prompts share one sampling config; a call holds up to `batch_size` generations.
+    return ctx.probe(attack, target_name, items, call=call, record=record, label=f"{attack}: scan generations",
+                     group=lambda it: (it[0], it[1]), weight=lambda it: it[1])
 
 
 def summarize_scan(scan: pd.DataFrame) -> tuple[dict[str, Estimate], dict[str, list[dict[str, Any]]]]:

@@ -232,35 +232,47 @@ def _load_or_train(wb: WhiteBox, path: Path | None, pairs: Sequence[tuple[str, s
 def run_soft_prompt_probe(target: Target, train_probes: Sequence[Probe], eval_probes: Sequence[Probe],
                           cfg: SoftPromptConfig, max_new_tokens: int, ctx: RunContext, attack: str,
                           target_name: str) -> int:
-    """Tune one soft prompt per PII type on `train_probes`; store soft vs template records for `eval_probes`."""
-    todo = ctx.pending(attack, target_name, ((f"{SOFT_PROMPT_KIND}|{p.key}", p) for p in eval_probes))
-    if not todo:
+    """Tune one soft prompt per PII type on `train_probes`; store soft vs template records for `eval_probes`.
+
+    A type no training probe has is skipped (nothing to tune on). The soft prompt of a type is tuned
+    (or loaded from the run folder) when its first batch comes up, so a resumed run tunes none.
+    """
+    trained = {p.pii_type for p in train_probes}
+    items = [(f"{SOFT_PROMPT_KIND}|{p.key}", p) for p in eval_probes if p.pii_type in trained]
+    if not ctx.pending(attack, target_name, items):
         return 0
     wb = WhiteBox.of(target)
     greedy = GenerationConfig(max_new_tokens=max_new_tokens, num_samples=1, do_sample=False, seed=cfg.seed)
-    types = sorted({p.pii_type for _, p in todo})
-    with ctx.progress.task(f"{attack}: soft-prompt probes", total=len(todo)) as advance:
-        for pii_type in types:
+    tuned: dict[str, tuple[Any, float, int]] = {}  # PII type -> (soft prompt, final loss, training probes)
+
+    def soft_prompt_for(pii_type: str) -> tuple[Any, float, int]:
+        if pii_type not in tuned:
             train = [p for p in train_probes if p.pii_type == pii_type]
-            items = [(k, p) for k, p in todo if p.pii_type == pii_type]
-            if not train:
-                continue  # no known subject has this field: nothing to tune on
             soft, loss = _load_or_train(wb, _artifact_path(ctx, target, pii_type, cfg, train),
                                         [(p.prompt, p.continuation) for p in train], cfg)
-            for chunk in batched(items, ctx.batch_size):
-                prompts = [p.prompt for _, p in chunk]
-                soft_out = generate_with_soft_prompt(wb, soft, prompts, max_new_tokens, ctx.batch_size)
-                plain_out = target.generate(prompts, greedy)
-                for (key, probe), s_out, t_outs in zip(chunk, soft_out, plain_out):
-                    m = match_outputs(probe.pii_type, probe.truth, [s_out])
-                    t = match_outputs(probe.pii_type, probe.truth, t_outs[:1])
-                    ctx.save(attack, target_name, key, {
-                        "kind": SOFT_PROMPT_KIND, "subject_id": probe.subject_id, "pii_type": probe.pii_type,
-                        "template_id": probe.template_id, "level": probe.level, "association": probe.association,
-                        "known": dict(probe.known), "prompt": probe.prompt, "truth": probe.truth,
-                        "outputs": [s_out], "exact": m.exact, "partial": m.partial,
-                        "template_outputs": list(t_outs[:1]), "template_exact": t.exact, "template_partial": t.partial,
-                        "soft_prompt_tokens": cfg.num_tokens, "train_probes": len(train), "train_loss": loss,
-                    })
-                advance(len(chunk))
-    return len(todo)
+            tuned[pii_type] = (soft, loss, len(train))
+        return tuned[pii_type]
+
+    def call(batch: list[Probe]) -> list[tuple[str, list[str]]]:
+        soft, _, _ = soft_prompt_for(batch[0].pii_type)  # a batch holds one PII type (group below)
+        prompts = [p.prompt for p in batch]
+        soft_out = generate_with_soft_prompt(wb, soft, prompts, max_new_tokens, ctx.batch_size)
+        plain_out = target.generate(prompts, greedy)
+        return list(zip(soft_out, plain_out))
+
+    def record(probe: Probe, outputs: tuple[str, list[str]]) -> dict[str, Any]:
+        s_out, t_outs = outputs
+        _, loss, num_train = tuned[probe.pii_type]
+        m = match_outputs(probe.pii_type, probe.truth, [s_out])
+        t = match_outputs(probe.pii_type, probe.truth, t_outs[:1])
+        return {
+            "kind": SOFT_PROMPT_KIND, "subject_id": probe.subject_id, "pii_type": probe.pii_type,
+            "template_id": probe.template_id, "level": probe.level, "association": probe.association,
+            "known": dict(probe.known), "prompt": probe.prompt, "truth": probe.truth,
+            "outputs": [s_out], "exact": m.exact, "partial": m.partial,
+            "template_outputs": list(t_outs[:1]), "template_exact": t.exact, "template_partial": t.partial,
+            "soft_prompt_tokens": cfg.num_tokens, "train_probes": num_train, "train_loss": loss,
+        }
+
+    return ctx.probe(attack, target_name, items, call=call, record=record, label=f"{attack}: soft-prompt probes",
+                     group=lambda p: p.pii_type)

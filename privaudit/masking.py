@@ -2,7 +2,7 @@
 
 An audit report holds the very PII it found, so every report format masks it by default
 (`jane.roe@example.com` -> `j***@e***.com`) and `--show-pii` opts in. Two sources are masked:
-the *known* values (the truth fields of each attack's records, declared by `Attack.pii_fields`),
+the *known* values (the truth columns of each attack's records, declared by `Attack.pii_record_fields`),
 matched case-insensitively wherever they occur, longest first; and PII-looking strings (emails,
 phone numbers) that a model produced about anyone, found by `privaudit.pii.detect_pii` when that
 module is available and by conservative regexes in any case.
@@ -241,7 +241,7 @@ def known_values_from(values: Iterable[Any]) -> list[str]:
 
 
 def pii_values_of(result: Any) -> list[str]:
-    """The raw PII values in one AttackResult's records: every string in its attack's `pii_fields`.
+    """The raw PII values in one AttackResult's records: every string in its attack's `pii_record_fields`.
 
     An attack whose class is not installed contributes nothing here; pattern masking still applies.
     """
@@ -249,7 +249,7 @@ def pii_values_of(result: Any) -> list[str]:
     from privaudit.errors import InputError
 
     try:
-        fields = get_attack(result.attack).pii_fields
+        fields = get_attack(result.attack).pii_record_fields
     except InputError:
         return []
     records = getattr(result, "records", None)

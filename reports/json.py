@@ -37,7 +37,7 @@ def build_summary(
 ) -> dict[str, Any]:
     """The summary of `results` (AttackResult objects): masked unless `show_pii`, gated if thresholds.
 
-    `masker` defaults to one built from the results' own records (`Attack.pii_fields`).
+    `masker` defaults to one built from the results' own records (`Attack.pii_record_fields`).
     """
     from privaudit import __version__
     from privaudit.masking import masker_for_results

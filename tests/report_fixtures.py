@@ -71,7 +71,7 @@ class ReportFixtureAttack(Attack):
         MetricSpec("top1_rate", "proportion", "higher_is_worse", "probe", "true value ranked first"),
         MetricSpec("never_measured_rate", "proportion", "higher_is_worse", "probe", "always n = 0"),
     )
-    pii_fields = frozenset({"truth", "subject_name"})
+    pii_record_fields = frozenset({"truth", "subject_name"})
 
     def run(self, target: Any, ctx: RunContext) -> AttackResult:  # pragma: no cover - runs are pre-recorded
         raise NotImplementedError

@@ -104,7 +104,7 @@ def test_result_carries_roc_curves_and_masks_secrets(finetuned_result):
     assert roc["kind"] == "roc" and len(roc["curves"]) == 4
     for curve in roc["curves"]:
         assert curve["fpr"][0] == 0.0 and curve["fpr"][-1] == 1.0 and curve["tpr"][-1] == 1.0
-    assert "secret" in MembershipInference.pii_fields
+    assert "secret" in MembershipInference.pii_record_fields
     assert json.dumps(res.to_summary(), default=str)  # JSON-able summary
 
 

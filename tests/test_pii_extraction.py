@@ -303,7 +303,7 @@ def test_records_hold_prompt_outputs_truth_and_flags_with_pii_in_declared_fields
         assert r["truth"] not in r["prompt"] and all(v in r["prompt"] for v in r["known"].values())
         assert r["exact"] == any(r["truth"] in " ".join(o.split()) for o in r["outputs"])
         assert r["partial"] or not r["exact"]
-    assert {"truth", "known"} <= attack.pii_fields
+    assert {"truth", "known"} <= attack.pii_record_fields
     # No stored field besides the declared ones holds a truth value that the prompt did not reveal...
     lik = rec[rec["kind"] == LIKELIHOOD]
     assert not any(col.startswith("candidate") for col in lik.columns)
