@@ -6,7 +6,7 @@ Every rate a report shows comes with an interval at its unit of analysis, so a u
 direction is worse and what one unit of analysis is; the gate reads it (privaudit.gate).
 
 Interval methods (the `method` field of an `Estimate`):
-- `wilson`: independent Bernoulli trials (Wilson 1927).
+- `wilson`: independent Bernoulli trials (Wilson 1927), computed by statsmodels.
 - `wilson_design_effect`: records that share a cluster (probes of one subject, samples of one
   item, guesses of one author). Wilson's interval at the effective sample size n / deff, with the
   design effect deff from the cluster-robust variance of the ratio estimator (Kish 1965, Survey
@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
-from statistics import NormalDist
 from typing import Any, Iterable, Literal, Sequence
 
 Kind = Literal["proportion", "mean", "difference", "count", "point"]
@@ -139,26 +138,23 @@ def with_contract(name: str, estimate: Estimate, spec: MetricSpec) -> dict[str, 
 
 
 # -- independent trials -----------------------------------------------------------------------
-def _z(confidence: float) -> float:
-    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)  # stdlib: scipy.stats costs ~0.8 s per CLI start
-
-
 def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (Wilson 1927); well behaved at 0 and n.
 
+    statsmodels' `proportion_confint(method="wilson")`, imported here rather than at module level
+    (statsmodels pulls in scipy.stats, ~1 s, and the CLI and a spec load must not pay for it).
     `n` may be an effective (non-integer) sample size; `successes` is then p * n.
     """
     if n <= 0:
         return (0.0, 1.0)
     if not -1e-9 <= successes <= n + 1e-9:
         raise ValueError(f"successes={successes} outside [0, {n}]")
-    z = _z(confidence)
-    p = min(1.0, max(0.0, successes / n))
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # Clamp rounding noise so that 0 hits gives exactly 0 as the lower bound.
-    return (max(0.0, centre - half) if p > 0 else 0.0, min(1.0, centre + half) if p < 1 else 1.0)
+    from statsmodels.stats.proportion import proportion_confint
+
+    successes = min(float(n), max(0.0, float(successes)))  # the 1e-9 slack above, clipped
+    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
+    # Exact ends: 0 hits gives a lower bound of exactly 0 (and n hits an upper bound of 1), not rounding noise.
+    return (float(low) if successes > 0 else 0.0, float(high) if successes < n else 1.0)
 
 
 def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:

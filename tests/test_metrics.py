@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import statsmodels.stats.proportion  # noqa: F401  (wilson_interval imports it on first use: warm, so hypothesis' deadline times the interval, not the import)
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import binomtest
