@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 Kind = Literal["proportion", "mean", "difference", "count", "point"]
 Direction = Literal["higher_is_worse", "lower_is_worse", "two_sided"]
@@ -71,7 +71,12 @@ class MetricSpec:
 
     `unit` is the unit of analysis of the *value* (what one trial is: "probe", "subject_field",
     "subject", "item", "author", "document", "variant"); the interval's cluster, where records
-    share one, is in `cluster`.
+    share one, is in `cluster`. Names follow reports/SCHEMA.md's scheme: `FAMILY` or
+    `FAMILY.MEMBER` (`top1.age`), snake_case parts, a `.` only between family and member.
+
+    A declaration with `deprecated_alias_of` is an old name: its pattern is the name before a
+    rename and `deprecated_alias_of` the current pattern (with the same `{placeholders}`). The gate
+    accepts the old name for one release, with a one-line warning (`MetricSpecs.current_name`).
     """
 
     pattern: str
@@ -80,13 +85,18 @@ class MetricSpec:
     unit: str
     description: str = ""
     cluster: str | None = None
-    deprecated_alias_of: str | None = None  # an old name the gate still accepts, with a warning
+    deprecated_alias_of: str | None = None  # the current name of this old name (see the docstring)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"metric {self.pattern}: kind {self.kind!r} not one of {KINDS}")
         if self.direction not in DIRECTIONS:
             raise ValueError(f"metric {self.pattern}: direction {self.direction!r} not one of {DIRECTIONS}")
+        if self.deprecated_alias_of is not None:
+            extra = set(_placeholders(self.deprecated_alias_of)) - set(_placeholders(self.pattern))
+            if extra:
+                raise ValueError(f"metric {self.pattern}: its new name {self.deprecated_alias_of!r} uses "
+                                 f"{{{sorted(extra)[0]}}}, which the old name does not have")
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -95,15 +105,45 @@ class MetricSpec:
     def matches(self, name: str) -> bool:
         return bool(self.regex.fullmatch(name))
 
+    def renamed(self, name: str) -> str | None:
+        """The current name of `name` when this declaration is an old name that matches it, else None.
+
+        Placeholders carry over: old `top1_hardness{hardness}` -> new `top1.hardness{hardness}`
+        turns `top1_hardness3` into `top1.hardness3`.
+        """
+        if self.deprecated_alias_of is None:
+            return None
+        match = _pattern_regex(self.pattern, capture=True).fullmatch(name)
+        if match is None:
+            return None
+        values = match.groupdict()
+        return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: values[m.group(1)], self.deprecated_alias_of)
+
     def contract(self) -> dict[str, Any]:
         """The fields summary.json carries next to each metric's numbers."""
         return {"kind": self.kind, "direction": self.direction, "unit": self.unit,
                 "cluster": self.cluster, "pattern": self.pattern}
 
 
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    parts = re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", pattern)
-    return re.compile("".join("[^@]+?" if p.startswith("{") and p.endswith("}") else re.escape(p) for p in parts))
+_PLACEHOLDER = re.compile(r"(\{[A-Za-z_][A-Za-z0-9_]*\})")
+
+
+def _placeholders(pattern: str) -> list[str]:
+    return [p[1:-1] for p in _PLACEHOLDER.findall(pattern)]
+
+
+def _pattern_regex(pattern: str, capture: bool = False) -> re.Pattern[str]:
+    """`exact_match_rate.{pii_type}` -> a regex; with `capture`, each placeholder a named group."""
+    seen: set[str] = set()
+    out = []
+    for part in _PLACEHOLDER.split(pattern):
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+            out.append("[^@]+?" if not capture else f"(?P={name})" if name in seen else f"(?P<{name}>[^@]+?)")
+            seen.add(name)
+        else:
+            out.append(re.escape(part))
+    return re.compile("".join(out))
 
 
 @dataclass(frozen=True)
@@ -119,10 +159,22 @@ class MetricSpecs:
         return len(self.specs)
 
     def find(self, name: str) -> MetricSpec | None:
+        """The declaration `name` matches (an old, deprecated name included)."""
         return next((s for s in self.specs if s.matches(name)), None)
 
     def patterns(self) -> list[str]:
-        return [s.pattern for s in self.specs]
+        """The current names (what an error lists as "its metrics"); old names are left out."""
+        return [s.pattern for s in self.specs if s.deprecated_alias_of is None]
+
+    def current_name(self, name: str) -> str:
+        """`name` itself, or its current name when `name` is a deprecated old name (`top1_age` -> `top1.age`)."""
+        spec = self.find(name)
+        renamed = spec.renamed(name) if spec is not None else None
+        return renamed if renamed is not None else name
+
+    def renames(self) -> dict[str, str]:
+        """Old pattern -> current pattern, for every deprecated name declared."""
+        return {s.pattern: s.deprecated_alias_of for s in self.specs if s.deprecated_alias_of is not None}
 
     def __add__(self, other: "MetricSpecs") -> "MetricSpecs":
         return MetricSpecs(self.specs + tuple(other.specs))
@@ -130,6 +182,24 @@ class MetricSpecs:
 
 def metric_specs(*specs: MetricSpec) -> MetricSpecs:
     return MetricSpecs(tuple(specs))
+
+
+def with_old_names(specs: MetricSpecs, renames: Mapping[str, str]) -> MetricSpecs:
+    """`specs` plus each old name (old pattern -> current pattern) declared as a deprecated alias.
+
+    The old name keeps the contract of the metric it now names, so a threshold on it is checked at
+    load like the current name, and the gate can map it over (`MetricSpecs.current_name`).
+    """
+    by_pattern = {s.pattern: s for s in specs}
+    old = []
+    for old_pattern, new_pattern in renames.items():
+        if new_pattern not in by_pattern:
+            raise ValueError(f"old metric name {old_pattern!r}: its new name {new_pattern!r} is not declared")
+        if specs.find(old_pattern) is not None:
+            raise ValueError(f"old metric name {old_pattern!r} is matched by a current declaration")
+        old.append(replace(by_pattern[new_pattern], pattern=old_pattern, deprecated_alias_of=new_pattern,
+                           description=f"deprecated name of {new_pattern} (accepted until the next release)"))
+    return specs + MetricSpecs(tuple(old))
 
 
 def with_contract(name: str, estimate: Estimate, spec: MetricSpec) -> dict[str, Any]:
