@@ -19,6 +19,8 @@ Interval methods (the `method` field of an `Estimate`):
   from statsmodels' OLS with `cov_type="cluster"`. A paired difference whose every unit agrees has
   no variance to estimate; its interval is then +- the Wilson upper bound of 0 discordant units in
   G (a McNemar-type bound: the difference cannot exceed the share of units that differ).
+- `newcombe`: a difference of two independent rates, Newcombe's hybrid score interval (Newcombe
+  1998, method 10) from statsmodels.
 - `point` / `accountant` / `count`: a value without sampling error (perplexity, epsilon spent,
   a count of significant tests); gateable on the value.
 """
@@ -225,6 +227,22 @@ def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tup
     low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
     # Exact ends: 0 hits gives a lower bound of exactly 0 (and n hits an upper bound of 1), not rounding noise.
     return (float(low) if successes > 0 else 0.0, float(high) if successes < n else 1.0)
+
+
+def newcombe_interval(k1: float, n1: float, k2: float, n2: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Interval for p1 - p2 of two independent samples: Newcombe's hybrid score interval (Newcombe
+    1998, Stat. Med. 17:873, method 10), statsmodels' `confint_proportions_2indep(method="newcomb")`.
+
+    Counts and sizes may be effective (non-integer: clustered records at n / deff); the interval is
+    clipped to [-1, 1], and is (-1, 1) when either sample is empty.
+    """
+    if n1 <= 0 or n2 <= 0:
+        return (-1.0, 1.0)
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    low, high = confint_proportions_2indep(min(max(k1, 0.0), n1), n1, min(max(k2, 0.0), n2), n2,
+                                           method="newcomb", compare="diff", alpha=1 - confidence)
+    return (max(-1.0, float(low)), min(1.0, float(high)))
 
 
 def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:
