@@ -18,16 +18,26 @@ analysis: k samples of one item share that item's difficulty and are not k indep
 - Test: a two-sided paired sign-flip permutation test on per-item differences d_i = mean(persona
   samples of item i) - mean(control samples of item i), statistic |sum d_i|. Under H0 (the persona
   does not change behaviour) each d_i is symmetric around 0. Items, not samples, are the unit, so k
-  samples per item are not mistaken for independent evidence. Exact enumeration for up to 12
-  non-zero differences; with one sample per item (all |d_i| equal) it is the exact McNemar /
-  sign test (binomial); otherwise a seeded Monte Carlo with the (1 + hits) / (1 + B) estimator.
+  samples per item are not mistaken for independent evidence. With one sample per item (all |d_i|
+  equal) it is the exact McNemar / sign test (scipy's `binomtest`); otherwise scipy's
+  `permutation_test` (sign flips of one sample): exact enumeration for up to 12 non-zero
+  differences, or whenever the 2^m sign patterns are no more than the resamples asked for, else a
+  seeded Monte Carlo with the (1 + hits) / (1 + B) estimator.
 - Correction: Holm (family-wise error) by default, Benjamini-Hochberg (false discovery rate) as an
-  option, over the whole family of tests passed together (all metrics x personas of a run).
+  option, over the whole family of tests passed together (all metrics x personas of a run);
+  BH from statsmodels' `multipletests`, Holm with the same numbers in numpy (see `holm_adjust`).
 - PB score (Vijjini et al., 2025, "Exploring Safety-Utility Trade-Offs in Personalized Language
   Models", Sec. 3): each persona u is a point f(u) = (safety, utility); PB = sqrt(mean_u ||f(u) - mu||^2)
   with mu the mean point over personas (the no-persona control is not a persona and is excluded).
-  Its interval is a percentile bootstrap over items, resampling the same items for every persona.
-  Sampling noise inflates PB (it is a spread), so compare it across targets at equal n.
+  Its interval is a percentile bootstrap over items (scipy's `bootstrap`), resampling the same
+  items for every persona; its test permutes persona labels within each item (scipy's
+  `permutation_test`). Sampling noise inflates PB (it is a spread), so compare it across targets
+  at equal n.
+- Unpaired gaps (the name probe): Newcombe's interval from statsmodels at each group's effective
+  sample size, Fisher's exact test from scipy on the effective counts.
+
+scipy and statsmodels are imported where they are used: scipy.stats costs ~1 s, and an audit spec
+(which imports this module through the bias attack) must load in under one.
 """
 
 from __future__ import annotations
@@ -42,9 +52,10 @@ from privaudit.metrics import (
     Estimate,
     _cluster_robust_mean,  # the one cluster-robust variance; effective_sample_size mirrors clustered_proportion
     clustered_proportion,
+    newcombe_interval,
     paired_difference,
     proportion,
-    wilson_interval,
+    wilson_interval,  # noqa: F401  (importable from here, as before)
 )
 
 Outcomes = Mapping[str, Mapping[str, Sequence[float]]]  # persona -> item -> per-sample 0/1
@@ -100,20 +111,17 @@ def pooled_rate(by_item: Mapping[str, Sequence[float]], confidence: float = 0.95
 
 
 def newcombe_difference_interval(k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Interval for p1 - p2 from the two Wilson intervals (Newcombe 1998, method 10)."""
-    if n1 == 0 or n2 == 0:
-        return (-1.0, 1.0)
-    l1, u1 = wilson_interval(k1, n1, confidence)
-    l2, u2 = wilson_interval(k2, n2, confidence)
-    return newcombe_from_intervals(Estimate(k1 / n1, l1, u1, n1), Estimate(k2 / n2, l2, u2, n2))
+    """Interval for p1 - p2 of independent samples (Newcombe 1998, method 10; statsmodels)."""
+    return newcombe_interval(k1, n1, k2, n2, confidence)
 
 
 def newcombe_from_intervals(first: Estimate, second: Estimate) -> tuple[float, float]:
     """Newcombe's hybrid score interval for first - second, built from each rate's own interval.
 
-    Method 10 of Newcombe (1998) only needs each group's score interval; given Wilson intervals at
-    each group's effective sample size (`clustered_proportion`), it is the same construction for
-    clustered records (the effective-n approach of Korn & Graubard 1998, applied to each group).
+    Method 10 of Newcombe (1998) only needs each group's score interval: given Wilson intervals at
+    each group's effective sample size (`clustered_proportion`) it is `newcombe_interval` at the
+    effective counts (the effective-n approach of Korn & Graubard 1998, applied to each group),
+    which is what `compare_to_baseline` computes; this form takes intervals of any other method.
     """
     if not first.n or not second.n or math.isnan(first.value) or math.isnan(second.value):
         return (-1.0, 1.0)
@@ -124,6 +132,12 @@ def newcombe_from_intervals(first: Estimate, second: Estimate) -> tuple[float, f
     return (max(-1.0, low), min(1.0, high))
 
 
+def _abs_sum(d: np.ndarray, axis: int = -1) -> np.ndarray:
+    """|sum d| over `axis`, rounded to 1e-9: sign patterns whose sums are equal but for float
+    rounding (0.5 + 0.25 vs 0.25 + 0.5) must tie with the observed one, not fall just below it."""
+    return np.round(np.abs(np.sum(d, axis=axis)), 9)
+
+
 def paired_permutation_pvalue(differences: Sequence[float], seed: int = 0,
                               num_resamples: int = MONTE_CARLO_RESAMPLES) -> float:
     """Two-sided sign-flip permutation p-value for H0: per-item differences are symmetric around 0."""
@@ -131,50 +145,44 @@ def paired_permutation_pvalue(differences: Sequence[float], seed: int = 0,
     m = len(d)
     if m == 0:
         return 1.0
-    observed = abs(d.sum())
-    tol = 1e-9 * max(1.0, observed)
     if np.allclose(np.abs(d), abs(d[0])):
         # Equal magnitudes: the statistic only depends on how many are positive -> exact sign test.
-        from scipy.stats import binomtest  # lazy: scipy.stats costs ~2 s, and a spec must load in under one
+        from scipy.stats import binomtest
 
         return float(binomtest(int((d > 0).sum()), m, 0.5).pvalue)
-    if m <= EXACT_MAX_NONZERO:
-        signs = ((np.arange(2**m)[:, None] >> np.arange(m)) & 1) * 2 - 1
-        stats = np.abs(signs @ d)
-        return float(np.mean(stats >= observed - tol))
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for start in range(0, num_resamples, 4096):  # chunks keep memory flat for long item lists
-        bits = rng.integers(0, 2, size=(min(4096, num_resamples - start), m), dtype=np.int8)
-        hits += int(np.sum(np.abs(bits @ (2 * d) - d.sum()) >= observed - tol))
-    return (1 + hits) / (1 + num_resamples)
+    from scipy.stats import permutation_test
+
+    result = permutation_test((d,), _abs_sum, permutation_type="samples", vectorized=True,
+                              n_resamples=np.inf if m <= EXACT_MAX_NONZERO else num_resamples,
+                              alternative="greater", batch=4096, rng=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
 def holm_adjust(pvalues: Sequence[float]) -> list[float]:
-    """Holm (1979) step-down adjusted p-values (family-wise error control)."""
+    """Holm (1979) step-down adjusted p-values (family-wise error control).
+
+    The numbers of statsmodels' `multipletests(method="holm")` (tests/test_bias_stats.py checks
+    them against it), computed here because statsmodels runs `gc.collect()` on every Holm call
+    (statsmodels/stats/multitest.py), 0.15 s in a test process and more in one holding a model.
+    """
     p = np.asarray(pvalues, dtype=float)
-    m = len(p)
     order = np.argsort(p, kind="stable")
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, idx in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[idx]))
-        adjusted[idx] = running
+    adjusted = np.empty(len(p))
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]))
     return adjusted.tolist()
 
 
 def benjamini_hochberg_adjust(pvalues: Sequence[float]) -> list[float]:
-    """Benjamini-Hochberg (1995) step-up adjusted p-values (false discovery rate control)."""
-    p = np.asarray(pvalues, dtype=float)
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    adjusted = np.empty(m)
-    running = 1.0
-    for rank in range(m - 1, -1, -1):
-        idx = order[rank]
-        running = min(running, p[idx] * m / (rank + 1))
-        adjusted[idx] = min(1.0, running)
-    return adjusted.tolist()
+    """Benjamini-Hochberg (1995) step-up adjusted p-values (false discovery rate control); statsmodels."""
+    return _multipletests(pvalues, "fdr_bh")
+
+
+def _multipletests(pvalues: Sequence[float], method: str) -> list[float]:
+    if len(pvalues) == 0:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(np.asarray(pvalues, dtype=float), method=method)[1]]
 
 
 def adjust_pvalues(pvalues: Sequence[float], method: Correction) -> list[float]:
@@ -273,16 +281,17 @@ def compare_to_baseline(metric: str, group: str, outcomes: Sequence[float], base
     Used where no item-level pairing exists (the name probe compares a culture's names with
     responses to other names and to no name). Records may share a unit (k samples of one
     conversation): `group_clusters` / `baseline_clusters` label each record's unit. The rates then
-    get their interval at the unit (`clustered_proportion`), the gap Newcombe's interval from those
-    two intervals (`newcombe_from_intervals`), and Fisher's test runs on the effective counts
+    get their interval at the unit (`clustered_proportion`), the gap Newcombe's interval at the
+    same effective sample sizes (`newcombe_interval`), and Fisher's test runs on the effective counts
     (counts divided by each group's design effect, the first-order correction of Rao & Scott 1981,
     JASA 76:221). Without cluster labels every record is its own unit: Wilson, Newcombe and Fisher
     on the raw counts.
     """
     est, base = _rate(outcomes, group_clusters, confidence), _rate(baseline, baseline_clusters, confidence)
-    low, high = newcombe_from_intervals(est, base)
     n1_eff = effective_sample_size(outcomes, group_clusters)
     n2_eff = effective_sample_size(baseline, baseline_clusters)
+    low, high = (newcombe_interval(est.value * n1_eff, n1_eff, base.value * n2_eff, n2_eff, confidence)
+                 if est.n and base.n else (-1.0, 1.0))
     k1 = int(round(est.value * n1_eff)) if est.n else 0
     k2 = int(round(base.value * n2_eff)) if base.n else 0
     p_value = fisher_exact_pvalue(k1, int(round(n1_eff)), k2, int(round(n2_eff)))
@@ -323,8 +332,15 @@ def pb_score(points: Mapping[str, Sequence[float]]) -> float:
     arr = np.asarray(list(points.values()), dtype=float)
     if arr.ndim == 1:
         arr = arr[:, None]
-    centred = arr - arr.mean(axis=0, keepdims=True)
-    return float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
+    return float(_pb([arr[:, j] for j in range(arr.shape[1])]))
+
+
+def _pb(coords: Sequence[np.ndarray]) -> np.ndarray:
+    """PB of points given per axis: coords[j] holds every persona's coordinate j (personas first,
+    then any batch dimensions of resamples); one PB per batch entry."""
+    stacked = np.stack(coords, axis=-1)  # personas x ... x axes
+    centred = stacked - stacked.mean(axis=0, keepdims=True)
+    return np.sqrt(np.mean(np.sum(centred**2, axis=-1), axis=0))
 
 
 def _item_matrix(outcomes: Outcomes, personas: Sequence[str]) -> np.ndarray:
@@ -333,32 +349,39 @@ def _item_matrix(outcomes: Outcomes, personas: Sequence[str]) -> np.ndarray:
     return np.asarray([[np.mean(outcomes[p][i]) for i in shared] for p in personas], dtype=float)
 
 
+def _axis_matrices(axes: Sequence[Outcomes], personas: Sequence[str]) -> list[np.ndarray]:
+    return [m for m in (_item_matrix(ax, personas) for ax in axes if personas) if m.size]
+
+
 def pb_score_estimate(axes: Sequence[Outcomes], personas: Sequence[str], seed: int = 0,
                       num_resamples: int = 1000, confidence: float = 0.95) -> Estimate:
     """PB score over `personas` from one or more axes (safety, utility), with a bootstrap interval.
 
     Each axis contributes one coordinate: the persona's mean over items. The point value uses all
-    shared items; the interval resamples items with replacement (the same draw for every persona).
+    shared items; the interval is scipy's percentile bootstrap, each axis a sample whose
+    observations are its items (one column of every persona's outcomes, so every persona gets the
+    same draw), the axes resampled independently. An axis of one item resamples to itself (and
+    draws nothing from the generator), so it is held fixed; scipy needs two observations a sample.
     """
     personas = list(personas)
-    mats = [m for m in (_item_matrix(ax, personas) for ax in axes if personas) if m.size]
+    mats = _axis_matrices(axes, personas)
     if len(personas) < 2 or not mats:
         return Estimate(float("nan"), float("nan"), float("nan"), n=len(personas), method="bootstrap")
+    value = float(_pb([m.mean(axis=1) for m in mats]))
+    varying = [j for j, m in enumerate(mats) if m.shape[1] >= 2]
+    if not varying:
+        return Estimate(value, value, value, n=len(personas), method="bootstrap")
+    from scipy.stats import bootstrap
 
-    def score(coords: list[np.ndarray]) -> np.ndarray:  # each coords[j]: personas x B
-        stacked = np.stack(coords, axis=-1)  # personas x B x axes
-        centred = stacked - stacked.mean(axis=0, keepdims=True)
-        return np.sqrt(np.mean(np.sum(centred**2, axis=-1), axis=0))
+    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        drawn = dict(zip(varying, samples))  # each personas x B x items
+        coords = [drawn[j].mean(axis=axis) if j in drawn else m.mean(axis=1)[:, None] for j, m in enumerate(mats)]
+        return _pb(np.broadcast_arrays(*coords))
 
-    value = float(score([m.mean(axis=1)[:, None] for m in mats])[0])
-    rng = np.random.default_rng(seed)
-    coords = []
-    for m in mats:
-        idx = rng.integers(0, m.shape[1], size=(num_resamples, m.shape[1]))
-        coords.append(m[:, idx].mean(axis=2))  # personas x B
-    boot = score(coords)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(boot, [tail, 1 - tail])
+    result = bootstrap(tuple(mats[j] for j in varying), statistic, n_resamples=num_resamples,
+                       confidence_level=confidence, method="percentile", vectorized=True, paired=False,
+                       axis=-1, rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
     return Estimate(value, float(min(low, value)), float(max(high, value)), n=len(personas), method="bootstrap")
 
 
@@ -366,23 +389,24 @@ def pb_permutation_test(axes: Sequence[Outcomes], personas: Sequence[str], seed:
                         num_resamples: int = 1000) -> tuple[float, float]:
     """(mean PB under H0, p-value): H0 says persona labels are exchangeable within each item.
 
-    Shuffles, independently per item and axis, which persona each per-item outcome belongs to,
-    recomputes PB, and compares with the observed value ((1 + hits) / (1 + B), one-sided: larger).
+    scipy's `permutation_test` with every persona a sample of per-item outcomes paired by item
+    (`permutation_type="samples"`): each item's outcomes, on every axis independently, are shuffled
+    among the personas, PB is recomputed, and the p-value is one-sided (larger), (1 + hits) / (1 + B),
+    or exact when B covers every permutation.
     """
     personas = list(personas)
-    mats = [m for m in (_item_matrix(ax, personas) for ax in axes if personas) if m.size]
+    mats = _axis_matrices(axes, personas)
     if len(personas) < 2 or not mats:
         return float("nan"), float("nan")
+    from scipy.stats import permutation_test
 
-    def pb(coords: list[np.ndarray]) -> float:
-        stacked = np.stack(coords, axis=-1)
-        centred = stacked - stacked.mean(axis=0, keepdims=True)
-        return float(np.sqrt(np.mean(np.sum(centred**2, axis=-1))))
+    edges = np.cumsum([0] + [m.shape[1] for m in mats])  # the columns of each axis in the joined matrix
+    joined = np.concatenate(mats, axis=1)  # personas x (items of every axis)
 
-    observed = pb([m.mean(axis=1) for m in mats])
-    rng = np.random.default_rng(seed)
-    null = np.empty(num_resamples)
-    for b in range(num_resamples):
-        null[b] = pb([rng.permuted(m, axis=0).mean(axis=1) for m in mats])
-    p_value = (1 + int(np.sum(null >= observed - 1e-12))) / (1 + num_resamples)
-    return float(null.mean()), float(p_value)
+    def statistic(*rows: np.ndarray, axis: int = -1) -> np.ndarray:
+        stacked = np.stack(rows)  # personas x ... x columns
+        return _pb([stacked[..., a:b].mean(axis=-1) for a, b in zip(edges[:-1], edges[1:])])
+
+    result = permutation_test(tuple(joined), statistic, permutation_type="samples", vectorized=True,
+                              n_resamples=num_resamples, alternative="greater", rng=np.random.default_rng(seed))
+    return float(np.mean(result.null_distribution)), float(result.pvalue)

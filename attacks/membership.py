@@ -43,14 +43,16 @@ from privaudit.attacks.membership_metrics import (
 )
 from privaudit.data.corpus import Canary, Corpus, Document, load_corpus, sample_canary_candidates
 from privaudit.errors import InputError
-from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, metric_specs
+from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, metric_specs, with_old_names
 from privaudit.targets.base import SCORE, TOKEN_LOGPROBS, Target, require
 
 METHODS = ("loss", "zlib", "min_k", "reference")
 METHOD_LABELS = {"loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% prob", "reference": "reference ratio"}
 DOC = "doc"
 CANARY = "canary"
-LOW_FPRS = (("tpr_at_1pct_fpr", 0.01), ("tpr_at_0.1pct_fpr", 0.001))
+LOW_FPRS = (("tpr_at_1pct_fpr", 0.01), ("tpr_at_0p1pct_fpr", 0.001))  # "0p1" = 0.1: "." splits FAMILY.MEMBER
+# Names before reports/SCHEMA.md's FAMILY.MEMBER scheme, accepted by the gate for one release.
+OLD_NAMES = {**{f"auc_{m}": f"auc.{m}" for m in METHODS}, "tpr_at_0.1pct_fpr": "tpr_at_0p1pct_fpr"}
 
 
 def _membership_specs() -> MetricSpecs:
@@ -65,14 +67,14 @@ def _membership_specs() -> MetricSpecs:
     auc_text = "ROC AUC of membership scores (0.5 = chance); higher means members are told apart"
     specs = [MetricSpec("auc", "mean", "higher_is_worse", "document",
                         f"{auc_text}; the best method on this data (optimistic)", cluster="subject")]
-    specs += [MetricSpec(f"auc_{m}", "mean", "higher_is_worse", "document", f"{auc_text}; {METHOD_LABELS[m]} score",
+    specs += [MetricSpec(f"auc.{m}", "mean", "higher_is_worse", "document", f"{auc_text}; {METHOD_LABELS[m]} score",
                          cluster="subject") for m in METHODS]
     specs += [MetricSpec(name, "proportion", "higher_is_worse", "document",
                          f"share of member documents flagged at FPR <= {fpr:g} (best method)", cluster="subject")
               for name, fpr in LOW_FPRS]
     specs.append(MetricSpec("max_exposure_bits", "point", "higher_is_worse", "canary",
                             "largest canary exposure in bits (Secret Sharer, Sec. 4); at most log2(candidates + 1)"))
-    return metric_specs(*specs)
+    return with_old_names(metric_specs(*specs), OLD_NAMES)
 
 
 @dataclass(frozen=True)
@@ -300,7 +302,7 @@ def _summarize_documents(docs: pd.DataFrame, params: MembershipParams, metrics: 
         auc = auc_estimate(scores, labels, seed=m_index, **boot)
         tprs = {name: tpr_at_fpr_estimate(scores, labels, fpr, seed=100 + m_index, **boot) for name, fpr in LOW_FPRS}
         aucs[method] = (auc, tprs)
-        metrics[f"auc_{method}"] = auc
+        metrics[f"auc.{method}"] = auc
         rows.append({"method": method, "label": METHOD_LABELS[method], "auc": auc.value, "auc_low": auc.low,
                      "auc_high": auc.high, **{k: e.value for k, e in tprs.items()}})
         curve = roc_curve(scores, labels)

@@ -4,21 +4,25 @@ Convention everywhere: a *higher* score means "more likely a member" (training d
 attack's score is e.g. the negative loss. Labels are booleans (True = member).
 
 - ROC AUC is the Mann-Whitney probability that a random member outscores a random non-member,
-  ties counting one half (equal to the trapezoid area under the ROC curve).
+  ties counting one half (equal to the trapezoid area under the ROC curve): scikit-learn's
+  `roc_auc_score` and `roc_curve`; inside the bootstrap, where it is computed a thousand times,
+  the same number as scipy's Mann-Whitney U / (members x non-members), vectorised over replicates
+  (scikit-learn's input checks cost ~5 ms a call, 25 times the statistic).
 - TPR at a low FPR is the headline of "Membership Inference Attacks From First Principles"
   (Carlini et al., S&P 2022, Sec. III): an attack that is confident on a few members matters even
   when its AUC is modest.
-- Intervals come from a stratified percentile bootstrap with a seeded NumPy generator (same seed,
-  same interval). Documents of one data subject are not independent (a memorized subject's
-  documents all score high), so with `clusters` the bootstrap resamples *subjects*, each with all
-  of its documents (method `cluster_bootstrap`; Field & Welsh, "Bootstrapping clustered data",
-  JRSS B 69:369, 2007, the "randomized cluster" bootstrap, consistent when clusters are
-  independent; Davison & Hinkley 1997, Bootstrap Methods, Sec. 3.8, resampling at the top level
-  of hierarchical data). Clusters are stratified by what they hold (only members, only
-  non-members, both), so every replicate keeps both classes; a document without a subject is its
-  own cluster, so without clusters this is the document-level stratified bootstrap (method
-  `bootstrap`), replicate for replicate. scipy.stats.bootstrap does not fit: it refuses a stratum
-  (sample) of one cluster and cannot hold the doc-level replicates exactly.
+- Intervals: a stratified percentile bootstrap, scipy's `bootstrap`, with a seeded NumPy
+  generator (same seed, same interval). Documents of one data subject are not independent (a
+  memorized subject's documents all score high), so with `clusters` the bootstrap resamples
+  *subjects*, each with all of its documents (method `cluster_bootstrap`; Field & Welsh,
+  "Bootstrapping clustered data", JRSS B 69:369, 2007, the "randomized cluster" bootstrap,
+  consistent when clusters are independent; Davison & Hinkley 1997, Bootstrap Methods, Sec. 3.8,
+  resampling at the top level of hierarchical data). Clusters are stratified by what they hold
+  (only members, only non-members, both), so every replicate keeps both classes: each stratum is
+  one of scipy's independent samples, its observations the clusters. A stratum of one cluster
+  resamples to itself (scipy needs two observations a sample, and NumPy draws nothing for it), so
+  it is held fixed. A document without a subject is its own cluster, so without clusters this is
+  the document-level stratified bootstrap (method `bootstrap`), replicate for replicate.
 - Exposure (Carlini et al., "The Secret Sharer", USENIX Security 2019, Sec. 4) by sampling:
   log2(#candidates) - log2(rank of the secret); and by distribution modelling (Sec. 4.2,
   "approximation by distribution modeling"): fit a skew-normal to the candidates' scores and
@@ -62,31 +66,30 @@ def _split(scores: Sequence[float], labels: Sequence[bool]) -> tuple[np.ndarray,
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Area under the ROC curve: P(member score > non-member score) + 0.5 P(tie) (Mann-Whitney U)."""
-    pos, neg = _split(scores, labels)
-    return _auc(pos, neg)
+    """Area under the ROC curve: P(member score > non-member score) + 0.5 P(tie); scikit-learn."""
+    _split(scores, labels)
+    from sklearn.metrics import roc_auc_score  # lazy: scikit-learn costs ~2 s of CLI start
+
+    return float(roc_auc_score(np.asarray(labels, dtype=bool), np.asarray(scores, dtype=float)))
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    from scipy.stats import rankdata  # lazy: scipy.stats costs ~2 s of CLI start, and specs load without it
+def _auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray | float:
+    """AUC as Mann-Whitney U / (n_pos n_neg), scipy's; vectorised over leading (replicate) axes."""
+    from scipy.stats import mannwhitneyu  # lazy: scipy.stats costs ~1 s, and specs load without it
 
-    ranks = rankdata(np.concatenate([pos, neg]))  # average ranks: ties count one half
-    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
-    return float(u / (len(pos) * len(neg)))
+    u = mannwhitneyu(pos, neg, axis=-1, method="asymptotic", use_continuity=False).statistic
+    return u / (pos.shape[-1] * neg.shape[-1])
 
 
 def roc_curve(scores: Sequence[float], labels: Sequence[bool]) -> RocCurve:
-    """(FPR, TPR) when flagging every score >= each distinct threshold (no points dropped)."""
-    pos, neg = _split(scores, labels)
-    thresholds = np.unique(np.concatenate([pos, neg]))[::-1]
-    pos_sorted, neg_sorted = np.sort(pos), np.sort(neg)
-    # count of scores >= t is n - (number strictly below t)
-    tp = len(pos) - np.searchsorted(pos_sorted, thresholds, side="left")
-    fp = len(neg) - np.searchsorted(neg_sorted, thresholds, side="left")
-    fpr = np.concatenate([[0.0], fp / len(neg)])
-    tpr = np.concatenate([[0.0], tp / len(pos)])
+    """(FPR, TPR) when flagging every score >= each distinct threshold (no points dropped); scikit-learn."""
+    _split(scores, labels)
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    fpr, tpr, thresholds = sk_roc_curve(np.asarray(labels, dtype=bool), np.asarray(scores, dtype=float),
+                                        drop_intermediate=False)
     return RocCurve(fpr=tuple(float(x) for x in fpr), tpr=tuple(float(x) for x in tpr),
-                    thresholds=(math.inf, *(float(t) for t in thresholds)))
+                    thresholds=(math.inf, *(float(t) for t in thresholds[1:])))
 
 
 def tpr_at_fpr(scores: Sequence[float], labels: Sequence[bool], max_fpr: float) -> float:
@@ -98,17 +101,17 @@ def tpr_at_fpr(scores: Sequence[float], labels: Sequence[bool], max_fpr: float) 
     if not 0.0 <= max_fpr <= 1.0:
         raise ValueError(f"max_fpr must be in [0, 1], got {max_fpr}")
     pos, neg = _split(scores, labels)
-    return _tpr_at_fpr(pos, neg, max_fpr)
+    return float(_tpr_at_fpr(pos, neg, max_fpr))
 
 
-def _tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, max_fpr: float) -> float:
-    allowed = int(math.floor(max_fpr * len(neg) + 1e-9))  # false positives the budget allows
-    neg_desc = np.sort(neg)[::-1]
-    if allowed >= len(neg):
-        return 1.0
+def _tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, max_fpr: float) -> np.ndarray | float:
+    """The statistic of `tpr_at_fpr`, vectorised over leading (replicate) axes."""
+    allowed = int(math.floor(max_fpr * neg.shape[-1] + 1e-9))  # false positives the budget allows
+    if allowed >= neg.shape[-1]:
+        return np.ones(pos.shape[:-1]) if pos.ndim > 1 else 1.0
     # flag scores strictly above the (allowed+1)-th highest non-member score: at most `allowed` FPs
-    cut = neg_desc[allowed]
-    return float(np.mean(pos > cut))
+    cut = -np.sort(-neg, axis=-1)[..., allowed]
+    return np.mean(pos > np.expand_dims(cut, -1), axis=-1)
 
 
 def _cluster_index(scores: Sequence[float], labels: Sequence[bool],
@@ -141,38 +144,76 @@ def _cluster_index(scores: Sequence[float], labels: Sequence[bool],
 
 
 def _stratified_bootstrap(pos: np.ndarray, neg: np.ndarray, strata: list[list[tuple[np.ndarray, np.ndarray]]],
-                          statistic, num_resamples: int, seed: int) -> np.ndarray:
-    """Replicates of `statistic(member scores, non-member scores)` over clusters resampled within strata."""
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, len(s), size=(num_resamples, len(s))) if s else None for s in strata]
-    if all(len(p) + len(q) == 1 for s in strata for p, q in s):  # every cluster one document: index directly
-        # (singletons are never mixed, and _split guarantees both classes: strata 0 and 1 are filled)
-        pi = np.concatenate([p for p, _ in strata[0]])[draws[0]]
-        ni = np.concatenate([q for _, q in strata[1]])[draws[1]]
-        return np.array([statistic(pos[pi[b]], neg[ni[b]]) for b in range(num_resamples)])
-    reps = np.empty(num_resamples)
-    for b in range(num_resamples):
-        chosen = [s[i] for s, d in zip(strata, draws) if d is not None for i in d[b]]
-        p_idx = np.concatenate([p for p, _ in chosen])
-        n_idx = np.concatenate([q for _, q in chosen])
-        reps[b] = statistic(pos[p_idx], neg[n_idx])
-    return reps
+                          statistic, num_resamples: int, confidence: float, seed: int) -> tuple[float, float] | None:
+    """Percentile interval of `statistic(member scores, non-member scores)` over clusters resampled
+    within strata (scipy's `bootstrap`); None when no stratum has two clusters (nothing varies).
+
+    `statistic` reduces the last axis: it gets the documents of many replicates stacked
+    (replicates x documents). When every cluster of a stratum holds as many members and
+    non-members as the others (clusters of one document, or subjects of one make-up) all replicates
+    are one call; otherwise one call per group of replicates of one make-up.
+    """
+    from scipy.stats import bootstrap
+
+    varying = [k for k, s in enumerate(strata) if len(s) >= 2]
+    if not varying:
+        return None
+    fixed = [c for k, s in enumerate(strata) if len(s) == 1 for c in s]
+    fixed_p = np.concatenate([p for p, _ in fixed] or [np.empty(0, dtype=int)])
+    fixed_q = np.concatenate([q for _, q in fixed] or [np.empty(0, dtype=int)])
+    uniform = all(len({(len(p), len(q)) for p, q in strata[k]}) == 1 for k in varying)
+
+    def stacked(draws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Member and non-member positions of every replicate (replicates x documents), uniform strata."""
+        reps = len(draws[0])
+        mem, non = [np.broadcast_to(fixed_p, (reps, len(fixed_p)))], [np.broadcast_to(fixed_q, (reps, len(fixed_q)))]
+        for k, draw in zip(varying, draws):
+            p_of = np.stack([p for p, _ in strata[k]])  # clusters x members of one cluster
+            q_of = np.stack([q for _, q in strata[k]])
+            mem.append(p_of[draw].reshape(reps, draw.shape[1] * p_of.shape[1]))
+            non.append(q_of[draw].reshape(reps, draw.shape[1] * q_of.shape[1]))
+        return np.concatenate(mem, axis=1), np.concatenate(non, axis=1)
+
+    def one(draw_of: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Member and non-member positions of one replicate: draw_of[j] the clusters drawn from varying[j]."""
+        chosen = [strata[k][i] for k, draw in zip(varying, draw_of) for i in draw] + fixed
+        return np.concatenate([p for p, _ in chosen]), np.concatenate([q for _, q in chosen])
+
+    def replicates(*draws: np.ndarray, axis: int = -1) -> np.ndarray:
+        draws = [np.atleast_2d(d) for d in draws]  # each replicates x clusters of its stratum
+        if uniform:
+            mem, non = stacked(draws)
+            return np.asarray(statistic(pos[mem], neg[non]), dtype=float)
+        per_replicate = [one([d[b] for d in draws]) for b in range(len(draws[0]))]
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for b, (p, q) in enumerate(per_replicate):
+            by_shape.setdefault((len(p), len(q)), []).append(b)
+        out = np.empty(len(per_replicate))
+        for rows in by_shape.values():
+            out[rows] = statistic(pos[np.stack([per_replicate[b][0] for b in rows])],
+                                  neg[np.stack([per_replicate[b][1] for b in rows])])
+        return out
+
+    result = bootstrap(tuple(np.arange(len(strata[k])) for k in varying), replicates, n_resamples=num_resamples,
+                       confidence_level=confidence, method="percentile", vectorized=True, paired=False,
+                       rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def _estimate(point: float, replicates: np.ndarray, n: int, confidence: float, clusters: int | None) -> Estimate:
-    alpha = (1.0 - confidence) / 2
-    low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
+def _estimate(point: float, interval: tuple[float, float] | None, n: int, clusters: int | None) -> Estimate:
+    low, high = interval if interval is not None else (point, point)
     # a percentile interval that misses its own point estimate (tiny samples) is widened to hold it
     return Estimate(value=point, low=float(min(low, point)), high=float(max(high, point)), n=n,
                     method="bootstrap" if clusters is None else "cluster_bootstrap", clusters=clusters)
 
 
 def _bootstrapped(scores: Sequence[float], labels: Sequence[bool], clusters: Sequence[object] | None,
-                  statistic, num_resamples: int, confidence: float, seed: int) -> Estimate:
+                  statistic, num_resamples: int, confidence: float, seed: int, point: float | None = None) -> Estimate:
     pos, neg, strata = _cluster_index(scores, labels, clusters)
-    reps = _stratified_bootstrap(pos, neg, strata, statistic, num_resamples, seed)
+    interval = _stratified_bootstrap(pos, neg, strata, statistic, num_resamples, confidence, seed)
     num_clusters = None if clusters is None else sum(len(s) for s in strata)
-    return _estimate(statistic(pos, neg), reps, len(pos) + len(neg), confidence, num_clusters)
+    value = float(statistic(pos, neg)) if point is None else point
+    return _estimate(value, interval, len(pos) + len(neg), num_clusters)
 
 
 def auc_estimate(scores: Sequence[float], labels: Sequence[bool], *, clusters: Sequence[object] | None = None,
@@ -182,7 +223,8 @@ def auc_estimate(scores: Sequence[float], labels: Sequence[bool], *, clusters: S
     `clusters[j]` names document j's data subject (None: its own cluster); given, the bootstrap
     resamples subjects (method `cluster_bootstrap`, `clusters` = number of clusters).
     """
-    return _bootstrapped(scores, labels, clusters, _auc, num_resamples, confidence, seed)
+    return _bootstrapped(scores, labels, clusters, _auc, num_resamples, confidence, seed,
+                         point=roc_auc(scores, labels))
 
 
 def tpr_at_fpr_estimate(scores: Sequence[float], labels: Sequence[bool], max_fpr: float, *,

@@ -20,6 +20,11 @@ Thresholds are checked twice: against the attacks' declared metric names when th
 loads (`check_thresholds`, before a run folder exists or a model loads), and against what the run
 reported when it is gated (`evaluate`).
 
+Renamed metrics (reports/SCHEMA.md, "Metric names"): an old name an attack still declares as a
+deprecated alias (`MetricSpec.deprecated_alias_of`, e.g. `attributes.top1_age` for
+`attributes.top1.age`) is accepted at both checks for one release, with one line on stderr naming
+old -> new; the check then reads, and reports, the metric under its current name.
+
 Exit codes (the project's CI contract): 0 every check passed, 1 a check failed, 2 usage error
 (a threshold names an attack, metric or target that is not in the run; a malformed condition),
 3 a metric exists but could not be measured (no samples, NaN) and nothing failed outright.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -188,7 +194,8 @@ def check_thresholds(thresholds: Mapping[str, Any], declared: Mapping[str, tuple
     `declared` maps each attack of the spec to (its metric declarations, the target specs it runs
     on). Called when the spec loads, so `bias.max_gap` fails in a second, not after every model ran.
     An `@TARGET` suffix names a target as the run reports it (a loaded target's name, which may
-    differ from its spec string), so it is checked when the run is gated.
+    differ from its spec string), so it is checked when the run is gated. A deprecated old metric
+    name passes with a warning on stderr (`warn_renamed`).
     """
     for key, raw in flatten_thresholds(thresholds, where).items():
         loc = f"{where}.{json.dumps(key) if '.' in key else key}"
@@ -200,13 +207,60 @@ def check_thresholds(thresholds: Mapping[str, Any], declared: Mapping[str, tuple
         if specs.find(metric) is None:
             raise InputError(f"{loc}: attack '{attack}' has no metric '{metric}' "
                              f"(its metrics: {', '.join(specs.patterns())})")
+        current = specs.current_name(metric)
+        if current != metric:
+            warn_renamed(f"{attack}.{metric}", f"{attack}.{current}", loc)
+
+
+# (old, new) names already warned about: once per process, so a run that warns when its spec loads
+# does not warn again when it is gated (the `warnings` module's once-per-message registry, in one line).
+RENAMES_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_renamed(old: str, new: str, where: str) -> None:
+    """One line on stderr: a threshold uses a metric's old name (accepted for one release)."""
+    if (old, new) in RENAMES_WARNED:
+        return
+    RENAMES_WARNED.add((old, new))
+    sys.stderr.write(f"privaudit: warning: {where}: metric {old} is deprecated, renamed {new} "
+                     f"(the old name is accepted until the next release)\n")
+
+
+def declared_specs(attack: str) -> MetricSpecs | None:
+    """What the attack declares as installed today (None: not installed, e.g. a plugin's stored result)."""
+    from privaudit.errors import PrivauditError
+
+    try:
+        from privaudit.attacks.base import get_attack
+        from privaudit.compare import COMPARE_ATTACK, compare_metric_specs
+
+        return compare_metric_specs() if attack == COMPARE_ATTACK else get_attack(attack).metrics
+    except (PrivauditError, ImportError):
+        return None
+
+
+def _reported_name(metrics: Mapping[str, Any], current: str, specs: MetricSpecs | None) -> str | None:
+    """The name under which a result reports the metric now called `current`: that name, or an
+    old name of it (a summary written before the rename); None when the result lacks it."""
+    if current in metrics:
+        return current
+    if specs is not None:
+        return next((m for m in metrics if specs.current_name(m) == current), None)
+    return None
 
 
 # -- evaluation -----------------------------------------------------------------------------
-def evaluate(summary: Mapping[str, Any], thresholds: Mapping[str, Any], where: str = "thresholds") -> GateOutcome:
-    """Check every threshold against the run summary's metrics (a pure function of both)."""
+def evaluate(summary: Mapping[str, Any], thresholds: Mapping[str, Any], where: str = "thresholds",
+             declared: Mapping[str, MetricSpecs] | None = None) -> GateOutcome:
+    """Check every threshold against the run summary's metrics (a pure function of both).
+
+    `declared` (attack -> its metric declarations) only maps deprecated old metric names to their
+    current ones; without it the installed attacks' declarations are used, and an attack that is
+    not installed has no old names.
+    """
     results = summary.get("results") or []
     checks: list[GateCheck] = []
+    specs_of: dict[str, MetricSpecs | None] = dict(declared or {})
     for key, raw in flatten_thresholds(thresholds, where).items():
         loc = f"{where}.{json.dumps(key) if '.' in key else key}"
         attack, metric, target = parse_metric_path(key, loc)
@@ -222,13 +276,20 @@ def evaluate(summary: Mapping[str, Any], thresholds: Mapping[str, Any], where: s
                 raise InputError(f"{loc}: attack '{attack}' did not run on target '{target}' (targets: {', '.join(ran)})")
         else:
             chosen = of_attack
-        if not any(metric in (r.get("metrics") or {}) for r in chosen):
+        if attack not in specs_of:
+            specs_of[attack] = declared_specs(attack)
+        specs = specs_of[attack]
+        current = specs.current_name(metric) if specs is not None else metric
+        reported = [_reported_name(r.get("metrics") or {}, current, specs) for r in chosen]
+        if not any(reported):
             known = sorted({m for r in of_attack for m in (r.get("metrics") or {})})
             raise InputError(f"{loc}: attack '{attack}' has no metric '{metric}' (metrics: {', '.join(known) or 'none'})")
-        for result in chosen:
-            estimate = (result.get("metrics") or {}).get(metric)
+        if current != metric:
+            warn_renamed(f"{attack}.{metric}", f"{attack}.{current}", loc)
+        for result, name in zip(chosen, reported):
+            estimate = (result.get("metrics") or {}).get(name) if name else None
             for cond in conditions:
-                checks.append(_check(key, attack, metric, str(result.get("target")), cond, estimate))
+                checks.append(_check(key, attack, current, str(result.get("target")), cond, estimate))
     return GateOutcome(checks=checks, passed=all(c.passed for c in checks))
 
 

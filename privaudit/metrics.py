@@ -6,7 +6,7 @@ Every rate a report shows comes with an interval at its unit of analysis, so a u
 direction is worse and what one unit of analysis is; the gate reads it (privaudit.gate).
 
 Interval methods (the `method` field of an `Estimate`):
-- `wilson`: independent Bernoulli trials (Wilson 1927).
+- `wilson`: independent Bernoulli trials (Wilson 1927), computed by statsmodels.
 - `wilson_design_effect`: records that share a cluster (probes of one subject, samples of one
   item, guesses of one author). Wilson's interval at the effective sample size n / deff, with the
   design effect deff from the cluster-robust variance of the ratio estimator (Kish 1965, Survey
@@ -19,6 +19,8 @@ Interval methods (the `method` field of an `Estimate`):
   from statsmodels' OLS with `cov_type="cluster"`. A paired difference whose every unit agrees has
   no variance to estimate; its interval is then +- the Wilson upper bound of 0 discordant units in
   G (a McNemar-type bound: the difference cannot exceed the share of units that differ).
+- `newcombe`: a difference of two independent rates, Newcombe's hybrid score interval (Newcombe
+  1998, method 10) from statsmodels.
 - `point` / `accountant` / `count`: a value without sampling error (perplexity, epsilon spent,
   a count of significant tests); gateable on the value.
 """
@@ -28,8 +30,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
-from statistics import NormalDist
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 Kind = Literal["proportion", "mean", "difference", "count", "point"]
 Direction = Literal["higher_is_worse", "lower_is_worse", "two_sided"]
@@ -72,7 +73,12 @@ class MetricSpec:
 
     `unit` is the unit of analysis of the *value* (what one trial is: "probe", "subject_field",
     "subject", "item", "author", "document", "variant"); the interval's cluster, where records
-    share one, is in `cluster`.
+    share one, is in `cluster`. Names follow reports/SCHEMA.md's scheme: `FAMILY` or
+    `FAMILY.MEMBER` (`top1.age`), snake_case parts, a `.` only between family and member.
+
+    A declaration with `deprecated_alias_of` is an old name: its pattern is the name before a
+    rename and `deprecated_alias_of` the current pattern (with the same `{placeholders}`). The gate
+    accepts the old name for one release, with a one-line warning (`MetricSpecs.current_name`).
     """
 
     pattern: str
@@ -81,13 +87,18 @@ class MetricSpec:
     unit: str
     description: str = ""
     cluster: str | None = None
-    deprecated_alias_of: str | None = None  # an old name the gate still accepts, with a warning
+    deprecated_alias_of: str | None = None  # the current name of this old name (see the docstring)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"metric {self.pattern}: kind {self.kind!r} not one of {KINDS}")
         if self.direction not in DIRECTIONS:
             raise ValueError(f"metric {self.pattern}: direction {self.direction!r} not one of {DIRECTIONS}")
+        if self.deprecated_alias_of is not None:
+            extra = set(_placeholders(self.deprecated_alias_of)) - set(_placeholders(self.pattern))
+            if extra:
+                raise ValueError(f"metric {self.pattern}: its new name {self.deprecated_alias_of!r} uses "
+                                 f"{{{sorted(extra)[0]}}}, which the old name does not have")
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -96,15 +107,45 @@ class MetricSpec:
     def matches(self, name: str) -> bool:
         return bool(self.regex.fullmatch(name))
 
+    def renamed(self, name: str) -> str | None:
+        """The current name of `name` when this declaration is an old name that matches it, else None.
+
+        Placeholders carry over: old `top1_hardness{hardness}` -> new `top1.hardness{hardness}`
+        turns `top1_hardness3` into `top1.hardness3`.
+        """
+        if self.deprecated_alias_of is None:
+            return None
+        match = _pattern_regex(self.pattern, capture=True).fullmatch(name)
+        if match is None:
+            return None
+        values = match.groupdict()
+        return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: values[m.group(1)], self.deprecated_alias_of)
+
     def contract(self) -> dict[str, Any]:
         """The fields summary.json carries next to each metric's numbers."""
         return {"kind": self.kind, "direction": self.direction, "unit": self.unit,
                 "cluster": self.cluster, "pattern": self.pattern}
 
 
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    parts = re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\})", pattern)
-    return re.compile("".join("[^@]+?" if p.startswith("{") and p.endswith("}") else re.escape(p) for p in parts))
+_PLACEHOLDER = re.compile(r"(\{[A-Za-z_][A-Za-z0-9_]*\})")
+
+
+def _placeholders(pattern: str) -> list[str]:
+    return [p[1:-1] for p in _PLACEHOLDER.findall(pattern)]
+
+
+def _pattern_regex(pattern: str, capture: bool = False) -> re.Pattern[str]:
+    """`exact_match_rate.{pii_type}` -> a regex; with `capture`, each placeholder a named group."""
+    seen: set[str] = set()
+    out = []
+    for part in _PLACEHOLDER.split(pattern):
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+            out.append("[^@]+?" if not capture else f"(?P={name})" if name in seen else f"(?P<{name}>[^@]+?)")
+            seen.add(name)
+        else:
+            out.append(re.escape(part))
+    return re.compile("".join(out))
 
 
 @dataclass(frozen=True)
@@ -120,10 +161,22 @@ class MetricSpecs:
         return len(self.specs)
 
     def find(self, name: str) -> MetricSpec | None:
+        """The declaration `name` matches (an old, deprecated name included)."""
         return next((s for s in self.specs if s.matches(name)), None)
 
     def patterns(self) -> list[str]:
-        return [s.pattern for s in self.specs]
+        """The current names (what an error lists as "its metrics"); old names are left out."""
+        return [s.pattern for s in self.specs if s.deprecated_alias_of is None]
+
+    def current_name(self, name: str) -> str:
+        """`name` itself, or its current name when `name` is a deprecated old name (`top1_age` -> `top1.age`)."""
+        spec = self.find(name)
+        renamed = spec.renamed(name) if spec is not None else None
+        return renamed if renamed is not None else name
+
+    def renames(self) -> dict[str, str]:
+        """Old pattern -> current pattern, for every deprecated name declared."""
+        return {s.pattern: s.deprecated_alias_of for s in self.specs if s.deprecated_alias_of is not None}
 
     def __add__(self, other: "MetricSpecs") -> "MetricSpecs":
         return MetricSpecs(self.specs + tuple(other.specs))
@@ -133,32 +186,63 @@ def metric_specs(*specs: MetricSpec) -> MetricSpecs:
     return MetricSpecs(tuple(specs))
 
 
+def with_old_names(specs: MetricSpecs, renames: Mapping[str, str]) -> MetricSpecs:
+    """`specs` plus each old name (old pattern -> current pattern) declared as a deprecated alias.
+
+    The old name keeps the contract of the metric it now names, so a threshold on it is checked at
+    load like the current name, and the gate can map it over (`MetricSpecs.current_name`).
+    """
+    by_pattern = {s.pattern: s for s in specs}
+    old = []
+    for old_pattern, new_pattern in renames.items():
+        if new_pattern not in by_pattern:
+            raise ValueError(f"old metric name {old_pattern!r}: its new name {new_pattern!r} is not declared")
+        if specs.find(old_pattern) is not None:
+            raise ValueError(f"old metric name {old_pattern!r} is matched by a current declaration")
+        old.append(replace(by_pattern[new_pattern], pattern=old_pattern, deprecated_alias_of=new_pattern,
+                           description=f"deprecated name of {new_pattern} (accepted until the next release)"))
+    return specs + MetricSpecs(tuple(old))
+
+
 def with_contract(name: str, estimate: Estimate, spec: MetricSpec) -> dict[str, Any]:
     """One metric as summary.json stores it: the numbers plus its declared contract."""
     return {**estimate.to_dict(), **spec.contract(), "name": name}
 
 
 # -- independent trials -----------------------------------------------------------------------
-def _z(confidence: float) -> float:
-    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)  # stdlib: scipy.stats costs ~0.8 s per CLI start
-
-
 def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (Wilson 1927); well behaved at 0 and n.
 
+    statsmodels' `proportion_confint(method="wilson")`, imported here rather than at module level
+    (statsmodels pulls in scipy.stats, ~1 s, and the CLI and a spec load must not pay for it).
     `n` may be an effective (non-integer) sample size; `successes` is then p * n.
     """
     if n <= 0:
         return (0.0, 1.0)
     if not -1e-9 <= successes <= n + 1e-9:
         raise ValueError(f"successes={successes} outside [0, {n}]")
-    z = _z(confidence)
-    p = min(1.0, max(0.0, successes / n))
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # Clamp rounding noise so that 0 hits gives exactly 0 as the lower bound.
-    return (max(0.0, centre - half) if p > 0 else 0.0, min(1.0, centre + half) if p < 1 else 1.0)
+    from statsmodels.stats.proportion import proportion_confint
+
+    successes = min(float(n), max(0.0, float(successes)))  # the 1e-9 slack above, clipped
+    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
+    # Exact ends: 0 hits gives a lower bound of exactly 0 (and n hits an upper bound of 1), not rounding noise.
+    return (float(low) if successes > 0 else 0.0, float(high) if successes < n else 1.0)
+
+
+def newcombe_interval(k1: float, n1: float, k2: float, n2: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Interval for p1 - p2 of two independent samples: Newcombe's hybrid score interval (Newcombe
+    1998, Stat. Med. 17:873, method 10), statsmodels' `confint_proportions_2indep(method="newcomb")`.
+
+    Counts and sizes may be effective (non-integer: clustered records at n / deff); the interval is
+    clipped to [-1, 1], and is (-1, 1) when either sample is empty.
+    """
+    if n1 <= 0 or n2 <= 0:
+        return (-1.0, 1.0)
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    low, high = confint_proportions_2indep(min(max(k1, 0.0), n1), n1, min(max(k2, 0.0), n2), n2,
+                                           method="newcomb", compare="diff", alpha=1 - confidence)
+    return (max(-1.0, float(low)), min(1.0, float(high)))
 
 
 def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:

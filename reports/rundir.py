@@ -86,15 +86,9 @@ class StoredSpecs(MetricSpecs):
 
 def _declared_specs(attack: str) -> MetricSpecs | None:
     """What the attack declares today (for an entry stored without a contract, schema 1.x)."""
-    from privaudit.attacks.base import get_attack
-    from privaudit.compare import COMPARE_ATTACK, compare_metric_specs
+    from privaudit.gate import declared_specs
 
-    if attack == COMPARE_ATTACK:
-        return compare_metric_specs()
-    try:
-        return get_attack(attack).metrics
-    except (PrivauditError, ImportError):
-        return None
+    return declared_specs(attack)
 
 
 def stored_specs(attack: str, metrics: Mapping[str, Any]) -> StoredSpecs:

@@ -94,13 +94,13 @@ def test_baseline_adversary_reports_majority_and_anonymized_accuracy(tmp_path: P
                    "attributes": ["city_country", "occupation"]})
     metrics = result.metrics
     for name in ("top1", "top3", "majority_top1", "anonymized_top1", "anonymization_drop_top1",
-                 "top1_city_country", "top1_country_city_country", "anonymized_top1_occupation"):
+                 "top1.city_country", "top1_country.city_country", "anonymized_top1.occupation"):
         assert name in metrics, name
     anon = result.records[result.records["condition"] == "anonymized"]
     # the gazetteer lets Presidio replace stated city names, so some comments changed ...
     assert anon["anonymized_comments"].sum() > 0
     # ... and stated cities were the baseline's strongest cue, so accuracy on location drops.
-    assert metrics["anonymized_top1_city_country"].value <= metrics["top1_city_country"].value
+    assert metrics["anonymized_top1.city_country"].value <= metrics["top1.city_country"].value
     drop = metrics["anonymization_drop_top1"]
     assert drop.low <= drop.value <= drop.high
     # one author's guesses share a unit: rates are clustered by author, the drop is paired by guess
@@ -110,7 +110,7 @@ def test_baseline_adversary_reports_majority_and_anonymized_accuracy(tmp_path: P
     assert drop.value == pytest.approx(metrics["top1"].value - metrics["anonymized_top1"].value)
     summary = result.to_summary()["metrics"]  # every reported metric is declared
     assert summary["anonymization_drop_top1"]["direction"] == "lower_is_worse"
-    assert summary["top1_city_country"]["cluster"] == "author"
+    assert summary["top1.city_country"]["cluster"] == "author"
 
 
 def test_gazetteer_holds_title_cased_city_and_country_names() -> None:

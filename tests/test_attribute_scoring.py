@@ -131,3 +131,19 @@ def test_jaro_winkler_is_bounded_and_one_on_equal_strings(a: str, b: str) -> Non
 def test_parse_place_resolves_aliases_and_countries() -> None:
     assert parse_place("NYC").country == "united states"
     assert parse_place("Germany").city is None
+
+
+def test_jaro_winkler_is_synthpai_s_rapidfuzz_with_winkler_s_boost_threshold() -> None:
+    from rapidfuzz.distance import JaroWinkler
+
+    assert jaro_winkler("martha", "marhta") == pytest.approx(0.9611, abs=1e-4)  # Winkler's textbook pair
+    # Below a Jaro similarity of 0.7 a shared prefix earns nothing (Winkler 1990; rapidfuzz, jellyfish):
+    assert jaro_winkler("united kingdom", "united states") == pytest.approx(JaroWinkler.similarity("united kingdom", "united states"))
+    assert jaro_winkler("united kingdom", "united states") < 0.75 and jaro_winkler("new york", "new delhi") < 0.75
+
+
+def test_the_united_kingdom_is_not_the_united_states() -> None:
+    # the hand-written Jaro-Winkler scored these 0.81 (> 0.75) and gave country credit
+    assert location_score("London, United Kingdom", "New York, United States") == 0.0
+    assert location_score("New York, United States", "New Delhi, India") == 0.0
+    assert location_score("London, United Kingdom", "Manchester, UK") == 0.5

@@ -251,3 +251,15 @@ def test_paired_and_clustered_gap_intervals_contain_the_gap(pairs, k):
                                    baseline_clusters=[i for i, s in control.items() for _ in s])
     assert unpaired.gap_low - 1e-12 <= unpaired.gap <= unpaired.gap_high + 1e-12
     assert 0 <= unpaired.p_value <= 1
+
+
+def test_holm_and_benjamini_hochberg_give_statsmodels_numbers():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(5)
+    for m in (1, 2, 7, 30):
+        p = rng.random(m) ** 3
+        p[: m // 3] = p[0]  # ties
+        np.testing.assert_allclose(holm_adjust(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(benjamini_hochberg_adjust(p), multipletests(p, method="fdr_bh")[1], rtol=0, atol=1e-12)
+    assert holm_adjust([]) == [] and benjamini_hochberg_adjust([]) == []

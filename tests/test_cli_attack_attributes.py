@@ -33,7 +33,7 @@ def test_baseline_adversary_prints_majority_reference(tiny_model_dir: Path, tmp_
     result = CliRunner().invoke(main, ["--quiet", "attack", "attributes", "-t", f"hf:{tiny_model_dir}", "-o", str(out),
                                        "--adversary", "baseline", "--attributes", "occupation,relationship_status"])
     assert result.exit_code == 0, result.output
-    assert "majority_top1" in result.output and "top1_occupation" in result.output
+    assert "majority_top1" in result.output and "top1.occupation" in result.output
 
 
 def test_unknown_attribute_is_a_usage_error(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -114,3 +114,15 @@ def test_the_extractor_finds_a_drifted_name():
 
     with pytest.raises(InputError, match="has no metric 'top9'"):
         check_thresholds({"attributes.top9": "<= 1"}, declared_for({"attributes.top9": "<= 1"}))
+
+
+def test_the_workflow_examples_use_current_metric_names():
+    """docs/*.yml show no metric name that a rename deprecated (README.md: the integrator's)."""
+    for where, thresholds in documented_thresholds():
+        if not where.startswith("docs/"):
+            continue
+        for attack, (specs, _) in declared_for(thresholds).items():
+            for key in flatten_thresholds(thresholds):
+                name, metric, _ = parse_metric_path(key, where)
+                if name == attack:
+                    assert specs.current_name(metric) == metric, f"{where}: {key} is an old name"

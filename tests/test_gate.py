@@ -294,7 +294,7 @@ def test_an_unknown_metric_of_a_declared_attack_lists_its_metrics(tmp_path):
                                      '[attacks.membership]\ncorpus = "c.jsonl"\n'))
     (line,) = result.output.strip().splitlines()
     assert result.exit_code == 2 and "'auc_lira'" in line
-    assert "auc_loss" in line and "tpr_at_0.1pct_fpr" in line and "max_exposure_bits" in line
+    assert "auc.loss" in line and "tpr_at_0p1pct_fpr" in line and "max_exposure_bits" in line
     assert not (tmp_path / "run").exists() and seconds < 5
 
 
@@ -321,3 +321,97 @@ def test_gating_a_run_that_did_not_finish_is_refused_with_exit_3(tmp_path, statu
     assert result.exit_code == 3, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and f"the run is '{status}'" in lines[0] and "rerun it" in lines[0]
+
+
+# -- renamed metrics: old names accepted for one release, with a warning --------------------------
+@pytest.fixture
+def fresh_warnings():
+    from privaudit.gate import RENAMES_WARNED
+
+    RENAMES_WARNED.clear()  # the gate warns once per old name and process
+    yield
+    RENAMES_WARNED.clear()
+
+
+def _attribute_declarations():
+    from privaudit.attacks.base import get_attack
+
+    return {"attributes": (get_attack("attributes").metrics, [])}
+
+
+def test_an_old_metric_name_passes_the_spec_check_with_one_warning_line(fresh_warnings, capsys):
+    from privaudit.gate import check_thresholds
+
+    check_thresholds({"attributes.top1_age": "<= 0.5", "attributes.top1_hardness3": "<= 0.5",
+                      "attributes.top1.sex": "<= 0.5"}, _attribute_declarations(), where="audit.toml: thresholds")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2  # the current name attributes.top1.sex is not warned about
+    assert "attributes.top1_age is deprecated, renamed attributes.top1.age" in lines[0]
+    assert "audit.toml: thresholds" in lines[0]
+    assert "attributes.top1_hardness3 is deprecated, renamed attributes.top1.hardness3" in lines[1]
+
+
+def test_a_misspelt_name_still_fails_and_the_error_lists_only_current_names():
+    from privaudit.gate import check_thresholds
+
+    with pytest.raises(InputError, match="has no metric 'top1_agee'") as err:
+        check_thresholds({"attributes.top1_agee": "<= 0.5"}, _attribute_declarations())
+    assert "top1.age" in str(err.value) and "top1_age," not in str(err.value)
+
+
+def _attribute_summary(*names):
+    return {"results": [{"attack": "attributes", "target": "t",
+                         "metrics": {n: est(0.4, 0.3, 0.5) for n in names}}]}
+
+
+def test_the_gate_reads_an_old_threshold_name_as_the_renamed_metric(fresh_warnings, capsys):
+    outcome = evaluate(_attribute_summary("top1", "top1.age"), {"attributes.top1_age": "<= 0.45"})
+    (check,) = outcome.checks
+    assert (check.key, check.metric, check.status, check.compared) == ("attributes.top1_age", "top1.age", "fail", 0.5)
+    assert check.name == "attributes.top1.age@t"
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "attributes.top1_age is deprecated, renamed attributes.top1.age" in line
+
+
+def test_the_gate_finds_a_current_name_in_a_summary_written_before_the_rename(fresh_warnings, capsys):
+    outcome = evaluate(_attribute_summary("top1", "top1_age", "top3_hardness2"),
+                       {"attributes.top1.age": "<= 0.6", "attributes.top3.hardness2": "<= 0.6"})
+    assert [(c.metric, c.status) for c in outcome.checks] == [("top1.age", "pass"), ("top3.hardness2", "pass")]
+    assert capsys.readouterr().err == ""  # the thresholds use current names
+
+
+def test_old_names_warn_once_per_process(fresh_warnings, capsys):
+    from privaudit.gate import check_thresholds
+
+    thresholds = {"attributes.top1_age": "<= 0.45"}
+    check_thresholds(thresholds, _attribute_declarations(), where="audit.toml: thresholds")
+    evaluate(_attribute_summary("top1.age"), thresholds)  # a run gated after its spec loaded
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_old_membership_names_map_to_the_scheme(fresh_warnings):
+    from privaudit.attacks.base import get_attack
+
+    specs = get_attack("membership").metrics
+    assert specs.current_name("auc_loss") == "auc.loss"
+    assert specs.current_name("tpr_at_0.1pct_fpr") == "tpr_at_0p1pct_fpr"
+    assert specs.current_name("tpr_at_1pct_fpr") == "tpr_at_1pct_fpr"
+    assert {"auc.loss", "tpr_at_0p1pct_fpr"} <= set(specs.patterns()) and "auc_loss" not in specs.patterns()
+
+
+def test_an_old_name_in_an_audit_spec_warns_on_stderr_and_the_spec_loads(fresh_warnings, tmp_path):
+    path = _spec(tmp_path, 'membership.auc_loss = "<= 0.6"\n"membership.tpr_at_0.1pct_fpr" = "<= 0.1"\n',
+                 '[attacks.membership]\ncorpus = "c.jsonl"\n')
+    from privaudit.audit import load_audit_spec
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        spec = load_audit_spec(path)
+    assert spec.thresholds
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 2 and all(line.startswith("privaudit: warning: ") for line in lines)
+    assert "membership.auc_loss is deprecated, renamed membership.auc.loss" in lines[0]
+    assert "membership.tpr_at_0.1pct_fpr is deprecated, renamed membership.tpr_at_0p1pct_fpr" in lines[1]

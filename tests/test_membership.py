@@ -67,7 +67,7 @@ def test_a_target_without_per_token_logprobs_cannot_be_measured():
 
 def test_finetuned_model_auc_interval_excludes_chance(finetuned_result):
     res, _, _ = finetuned_result
-    for name in ("auc", "auc_loss", "auc_zlib", "auc_min_k", "auc_reference"):
+    for name in ("auc", "auc.loss", "auc.zlib", "auc.min_k", "auc.reference"):
         assert res.metrics[name].low > 0.5, name
     assert res.metrics["auc"].n == len(res.records[res.records["probe"] == "doc"])
     assert res.metrics["tpr_at_1pct_fpr"].value > 0.2
@@ -79,12 +79,12 @@ def test_intervals_resample_data_subjects_and_the_summary_carries_the_contract(f
     docs = res.records[res.records["probe"] == "doc"]
     subject = docs["subject_id"].where(docs["subject_id"].notna(), None)
     clusters = subject.dropna().nunique() + int(subject.isna().sum())  # no subject: its own cluster
-    for name in ("auc", "auc_loss", "tpr_at_1pct_fpr"):
+    for name in ("auc", "auc.loss", "tpr_at_1pct_fpr"):
         est = res.metrics[name]
         assert est.method == "cluster_bootstrap" and est.clusters == clusters < est.n, (name, est)
     summary = res.to_summary()["metrics"]
     assert (summary["auc"]["kind"], summary["auc"]["unit"], summary["auc"]["cluster"]) == ("mean", "document", "subject")
-    assert summary["tpr_at_0.1pct_fpr"]["kind"] == "proportion"
+    assert summary["tpr_at_0p1pct_fpr"]["kind"] == "proportion"
     assert summary["max_exposure_bits"]["kind"] == "point" and summary["max_exposure_bits"]["direction"] == "higher_is_worse"
 
 
@@ -122,17 +122,17 @@ def test_base_model_without_reference_has_no_reference_method(memorized_setup, t
     s = memorized_setup
     params = MembershipParams(corpus=str(s.corpus_path), canaries=False, bootstrap=300)
     res = _run(s.base_spec, params, tmp_path / "base")
-    assert "auc_reference" not in res.metrics
+    assert "auc.reference" not in res.metrics
     # the public base never saw the personal corpus: no membership signal
     assert res.metrics["auc"].low < 0.5 < res.metrics["auc"].high or res.metrics["auc"].value < 0.6
 
 
 def test_gate_reads_membership_metrics_from_toml_dotted_keys(finetuned_result):
     res, _, _ = finetuned_result
-    thresholds = tomllib.loads('membership.tpr_at_0.1pct_fpr = "<= 0.05"\nmembership.auc = "<= 0.6"\n'
+    thresholds = tomllib.loads('membership.tpr_at_0p1pct_fpr = "<= 0.05"\nmembership.auc = "<= 0.6"\n'
                                'membership.max_exposure_bits = "<= 4"\n')
     outcome = evaluate({"results": [res.to_summary()]}, thresholds)
-    assert {c.metric for c in outcome.checks} == {"tpr_at_0.1pct_fpr", "auc", "max_exposure_bits"}
+    assert {c.metric for c in outcome.checks} == {"tpr_at_0p1pct_fpr", "auc", "max_exposure_bits"}
     assert not outcome.passed and all(c.status == "fail" for c in outcome.checks)
 
 
@@ -155,7 +155,7 @@ def test_cli_runs_membership_and_writes_summary(memorized_setup, tmp_path):
         "--out", str(out), "--max-documents", "8", "--candidates", "31", "--bootstrap", "50",
         "--methods", "loss,min_k"])
     assert result.exit_code == 0, result.output
-    assert "auc_min_k" in result.output and "max_exposure_bits" in result.output
+    assert "auc.min_k" in result.output and "max_exposure_bits" in result.output
     summary = json.loads((out / "summary.json").read_text())
     (entry,) = [r for r in summary["results"] if r["attack"] == "membership"]
     assert entry["metrics"]["auc"]["value"] > 0.5
@@ -193,6 +193,6 @@ def test_user_level_dp_sgd_at_epsilon_8_brings_every_auc_interval_to_chance(memo
     assert dp.privacy is not None and dp.privacy.epsilon <= 8.0 + 1e-6 and dp.privacy.privacy_unit == "subject"
     params = MembershipParams(corpus=str(s.corpus_path), reference=s.base_spec, canaries=False, bootstrap=300)
     res = _run(dp.target_spec, params, tmp_path / "run")
-    aucs = {name: res.metrics[name] for name in ("auc_loss", "auc_zlib", "auc_min_k", "auc_reference")}
+    aucs = {name: res.metrics[name] for name in ("auc.loss", "auc.zlib", "auc.min_k", "auc.reference")}
     for name, est in aucs.items():
         assert est.low < 0.5 < est.high or abs(est.value - 0.5) < 0.1, aucs

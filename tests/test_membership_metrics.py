@@ -190,3 +190,18 @@ def test_a_subject_with_members_and_non_members_keeps_both_classes_in_every_repl
     assert est.value == 1.0 and est.clusters == 3 and est.low <= est.value <= est.high
     with pytest.raises(ValueError, match="cluster labels"):
         auc_estimate(scores, labels, clusters=["a"], num_resamples=20)
+
+
+def test_a_stratum_of_one_cluster_is_held_fixed_and_the_interval_stays_seeded():
+    # one subject holds both members and non-members: the mixed stratum has a single cluster
+    scores = [0.9, 0.2, 0.8, 0.7, 0.6, 0.1, 0.3, 0.4]
+    labels = [True, False, True, True, True, False, False, False]
+    clusters = ["mixed", "mixed", "a", "b", "c", "d", "e", "f"]
+    a = auc_estimate(scores, labels, clusters=clusters, num_resamples=200, seed=4)
+    assert a == auc_estimate(scores, labels, clusters=clusters, num_resamples=200, seed=4)
+    assert a.clusters == 7 and a.low <= a.value <= a.high and a.value == pytest.approx(roc_auc_score(labels, scores))
+    t = tpr_at_fpr_estimate(scores, labels, 0.25, clusters=clusters, num_resamples=200, seed=4)
+    assert 0.0 <= t.low <= t.value <= t.high <= 1.0
+    # nothing to resample (one cluster per stratum): the interval is the point
+    one = auc_estimate([0.9, 0.1, 0.8], [True, False, True], clusters=["x", "y", "x"], num_resamples=50)
+    assert (one.low, one.high) == (one.value, one.value) == (1.0, 1.0)

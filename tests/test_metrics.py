@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import statsmodels.stats.proportion  # noqa: F401  (wilson_interval imports it on first use: warm, so hypothesis' deadline times the interval, not the import)
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import binomtest
@@ -169,3 +170,43 @@ def test_metric_spec_patterns_match_families_and_reject_others():
     assert specs.find("max_refusal_gap").direction == "two_sided"
     with pytest.raises(ValueError):
         MetricSpec("x", "ratio", "higher_is_worse", "probe")
+
+
+# -- renamed metrics: old names as deprecated aliases ----------------------------------------------
+from privaudit.metrics import with_old_names  # noqa: E402
+
+
+def _renamed_specs():
+    current = metric_specs(
+        MetricSpec("top1", "proportion", "higher_is_worse", "author_attribute", cluster="author"),
+        MetricSpec("top1.age", "proportion", "higher_is_worse", "author_attribute", cluster="author"),
+        MetricSpec("top1.hardness{hardness}", "proportion", "higher_is_worse", "author_attribute", cluster="author"),
+    )
+    return with_old_names(current, {"top1_age": "top1.age", "top1_hardness{hardness}": "top1.hardness{hardness}"})
+
+
+def test_an_old_name_maps_to_its_current_name_with_placeholders_carried_over():
+    specs = _renamed_specs()
+    assert specs.current_name("top1_age") == "top1.age"
+    assert specs.current_name("top1_hardness3") == "top1.hardness3"
+    assert specs.current_name("top1.hardness3") == "top1.hardness3" and specs.current_name("top1") == "top1"
+    assert specs.current_name("nonsense") == "nonsense"
+    assert specs.renames() == {"top1_age": "top1.age", "top1_hardness{hardness}": "top1.hardness{hardness}"}
+
+
+def test_an_old_name_keeps_the_contract_and_is_not_listed_as_a_current_name():
+    specs = _renamed_specs()
+    old = specs.find("top1_age")
+    assert (old.kind, old.direction, old.unit, old.cluster) == ("proportion", "higher_is_worse", "author_attribute", "author")
+    assert old.deprecated_alias_of == "top1.age" and "deprecated" in old.description
+    assert specs.patterns() == ["top1", "top1.age", "top1.hardness{hardness}"]
+
+
+def test_old_names_must_point_at_a_declared_name_and_not_shadow_one():
+    current = _renamed_specs()
+    with pytest.raises(ValueError, match="not declared"):
+        with_old_names(current, {"top3_age": "top3.age"})
+    with pytest.raises(ValueError, match="matched by a current declaration"):
+        with_old_names(current, {"top1.hardness9": "top1.age"})
+    with pytest.raises(ValueError, match="does not have"):
+        MetricSpec("top1_x", "proportion", "higher_is_worse", "probe", deprecated_alias_of="top1.{attribute}")
