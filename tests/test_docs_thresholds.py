@@ -117,10 +117,8 @@ def test_the_extractor_finds_a_drifted_name():
 
 
 def test_the_workflow_examples_use_current_metric_names():
-    """docs/*.yml show no metric name that a rename deprecated (README.md: the integrator's)."""
+    """README.md and docs/*.yml show no metric name that a rename deprecated."""
     for where, thresholds in documented_thresholds():
-        if not where.startswith("docs/"):
-            continue
         for attack, (specs, _) in declared_for(thresholds).items():
             for key in flatten_thresholds(thresholds):
                 name, metric, _ = parse_metric_path(key, where)
