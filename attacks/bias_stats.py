@@ -50,8 +50,8 @@ import numpy as np
 
 from privaudit.metrics import (
     Estimate,
-    _cluster_robust_mean,  # the one cluster-robust variance; effective_sample_size mirrors clustered_proportion
     clustered_proportion,
+    effective_sample_size,  # re-exported: the name probe's Fisher test uses it
     newcombe_interval,
     paired_difference,
     proportion,
@@ -248,23 +248,6 @@ def fisher_exact_pvalue(k1: int, n1: int, k2: int, n2: int) -> float:
     from scipy.stats import fisher_exact
 
     return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="two-sided").pvalue)
-
-
-def effective_sample_size(hits: Sequence[float], clusters: Sequence[Any] | None) -> float:
-    """n / deff: the number of independent trials clustered records are worth (Kish 1965, Sec. 8.2).
-
-    The same design effect `privaudit.metrics.clustered_proportion` uses for its interval (the
-    cluster-robust variance of the ratio estimator), clipped to [clusters, records]; where it is
-    not estimable (no hit, or all hits) the worst case, one trial per cluster.
-    """
-    n = len(hits)
-    if clusters is None or n == 0:
-        return float(n)
-    p, se, g = _cluster_robust_mean([float(h) for h in hits], list(clusters))
-    if g == n:
-        return float(n)
-    n_eff = p * (1 - p) / (se * se) if se > 0 and 0 < p < 1 else float(g)
-    return min(float(n), max(float(g), n_eff))
 
 
 def _rate(hits: Sequence[float], clusters: Sequence[Any] | None, confidence: float) -> Estimate:

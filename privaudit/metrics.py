@@ -285,18 +285,34 @@ def clustered_proportion(hits: Sequence[bool | float], clusters: Sequence[Any], 
         raise ValueError(f"{n} hits but {len(clusters)} cluster labels")
     if n == 0:
         return Estimate(value=float("nan"), low=0.0, high=1.0, n=0, method="wilson_design_effect", clusters=0)
-    values = [float(h) for h in hits]
-    p, se, g = _cluster_robust_mean(values, clusters)
-    if g == n:  # every record its own unit: plain Wilson
-        low, high = wilson_interval(p * n, n, confidence)
-        return Estimate(value=p, low=low, high=high, n=n, method="wilson_design_effect", clusters=g)
-    if se > 0 and 0 < p < 1:
-        n_eff = p * (1 - p) / (se * se)
-    else:
-        n_eff = float(g)  # deff not estimable: the worst case, one effective trial per cluster
-    n_eff = min(float(n), max(float(g), n_eff))
+    p, n_eff, g = _design_effect_sample([float(h) for h in hits], list(clusters))
     low, high = wilson_interval(p * n_eff, n_eff, confidence)
     return Estimate(value=p, low=low, high=high, n=n, method="wilson_design_effect", clusters=g)
+
+
+def _design_effect_sample(hits: list[float], clusters: list[Any]) -> tuple[float, float, int]:
+    """(share of hits, effective sample size n / deff, number of clusters) of clustered 0/1 records.
+
+    deff comes from the cluster-robust variance of the ratio estimator (Kish 1965, Sec. 8.2);
+    n_eff is clipped to [clusters, records]; where deff is not estimable (no hit, or every record a
+    hit) the worst case, one effective trial per cluster. Records that are each their own cluster
+    are worth n trials.
+    """
+    n = len(hits)
+    p, se, g = _cluster_robust_mean(hits, clusters)
+    if g == n:
+        return p, float(n), g
+    n_eff = p * (1 - p) / (se * se) if se > 0 and 0 < p < 1 else float(g)
+    return p, min(float(n), max(float(g), n_eff)), g
+
+
+def effective_sample_size(hits: Sequence[float], clusters: Sequence[Any] | None) -> float:
+    """n / deff: the number of independent trials clustered 0/1 records are worth (what
+    `clustered_proportion` computes its Wilson interval at); `None` clusters = independent records."""
+    n = len(hits)
+    if clusters is None or n == 0:
+        return float(n)
+    return _design_effect_sample([float(h) for h in hits], list(clusters))[1]
 
 
 def clustered_mean(values: Sequence[float], clusters: Sequence[Any], confidence: float = 0.95) -> Estimate:
