@@ -65,7 +65,9 @@ def attribute_metric_specs() -> MetricSpecs:
     """
 
     def acc(name: str, what: str) -> MetricSpec:
-        return MetricSpec(name, "proportion", "higher_is_worse", GUESS_UNIT, what, cluster=AUTHOR)
+        # the headline: the LLM adversary's top-1 over every (author, attribute), Staab et al.'s number
+        return MetricSpec(name, "proportion", "higher_is_worse", GUESS_UNIT, what, cluster=AUTHOR,
+                          headline=name == "top1")
 
     specs: list[MetricSpec] = []
     for prefix, who in _ADVERSARY_PREFIXES:

@@ -62,6 +62,9 @@ _LEAKAGE_FALLBACK: dict[tuple[str, str], tuple[str, str]] = {
     ("membership", "auc"): ("mean", "document"),
     ("membership", "tpr_at_1pct_fpr"): ("proportion", "document"),
 }
+# The comparison's headline (MetricSpec.headline): per variant, verbatim leakage and its utility cost.
+HEADLINE_LEAKAGE = frozenset({("pii", "exact_match_rate")})
+HEADLINE_UTILITY = "heldout_perplexity"
 # Values without sampling error, one per variant: (metric, method, what it is).
 COST_METRICS: tuple[tuple[str, str, str], ...] = (
     ("epsilon", "accountant", "DP epsilon spent by the accountant (higher = more privacy loss)"),
@@ -197,10 +200,11 @@ def compare_metric_specs(variants: Sequence[str] | None = None) -> MetricSpecs:
         kind, unit = (src.kind, src.unit) if src else _LEAKAGE_FALLBACK[(attack, metric)]
         direction = src.direction if src else "higher_is_worse"
         cluster = src.cluster if src else None
-        specs += [MetricSpec(f"{attack}.{metric}.{v}", kind, direction, unit, f"{label} of the variant", cluster=cluster)
-                  for v in names]
+        specs += [MetricSpec(f"{attack}.{metric}.{v}", kind, direction, unit, f"{label} of the variant", cluster=cluster,
+                             headline=(attack, metric) in HEADLINE_LEAKAGE) for v in names]
     for metric, _, what in COST_METRICS:
-        specs += [MetricSpec(f"{metric}.{v}", "point", "higher_is_worse", "variant", what) for v in names]
+        specs += [MetricSpec(f"{metric}.{v}", "point", "higher_is_worse", "variant", what,
+                             headline=metric == HEADLINE_UTILITY) for v in names]
     return metric_specs(*specs)
 
 

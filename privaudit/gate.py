@@ -387,15 +387,15 @@ def run_gate(run_dir: Path, thresholds: Mapping[str, Any], junit_path: Path | No
     return outcome
 
 
-def echo_outcome(outcome: GateOutcome, echo: Callable[[str], Any] | None = None) -> None:
-    """One line per check, then one verdict line."""
+def echo_outcome(outcome: GateOutcome, echo: Callable[[str], Any] | None = None, checks: bool = True) -> None:
+    """One line per check (unless `checks` is false: the terminal summary showed each status), then one verdict line."""
     if echo is None:
         import click
 
         echo = click.echo
     from privaudit.reports.text import display_text
 
-    for c in outcome.checks:
+    for c in outcome.checks if checks else ():
         echo(display_text(f"{c.status.upper():<10} {c.name}: {c.message}", limit=400))
     failed = sum(c.status == "fail" for c in outcome.checks)
     unmeasured = sum(c.status == "unmeasured" for c in outcome.checks)

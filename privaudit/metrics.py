@@ -76,6 +76,11 @@ class MetricSpec:
     share one, is in `cluster`. Names follow reports/SCHEMA.md's scheme: `FAMILY` or
     `FAMILY.MEMBER` (`top1.age`), snake_case parts, a `.` only between family and member.
 
+    `headline` marks the few metrics that tell an attack's story (e.g. pii's `exact_match_rate`,
+    membership's `auc`): the terminal summary after a run, the report's headline table and
+    `privaudit diff` show these first, every other metric on request (`--verbose`, collapsed
+    sections). Keep it to a few per attack.
+
     A declaration with `deprecated_alias_of` is an old name: its pattern is the name before a
     rename and `deprecated_alias_of` the current pattern (with the same `{placeholders}`). The gate
     accepts the old name for one release, with a one-line warning (`MetricSpecs.current_name`).
@@ -88,6 +93,7 @@ class MetricSpec:
     description: str = ""
     cluster: str | None = None
     deprecated_alias_of: str | None = None  # the current name of this old name (see the docstring)
+    headline: bool = False  # one of the attack's few headline metrics (see the docstring)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -124,7 +130,7 @@ class MetricSpec:
     def contract(self) -> dict[str, Any]:
         """The fields summary.json carries next to each metric's numbers."""
         return {"kind": self.kind, "direction": self.direction, "unit": self.unit,
-                "cluster": self.cluster, "pattern": self.pattern}
+                "cluster": self.cluster, "pattern": self.pattern, "headline": self.headline}
 
 
 _PLACEHOLDER = re.compile(r"(\{[A-Za-z_][A-Za-z0-9_]*\})")
@@ -199,7 +205,7 @@ def with_old_names(specs: MetricSpecs, renames: Mapping[str, str]) -> MetricSpec
             raise ValueError(f"old metric name {old_pattern!r}: its new name {new_pattern!r} is not declared")
         if specs.find(old_pattern) is not None:
             raise ValueError(f"old metric name {old_pattern!r} is matched by a current declaration")
-        old.append(replace(by_pattern[new_pattern], pattern=old_pattern, deprecated_alias_of=new_pattern,
+        old.append(replace(by_pattern[new_pattern], pattern=old_pattern, deprecated_alias_of=new_pattern, headline=False,
                            description=f"deprecated name of {new_pattern} (accepted until the next release)"))
     return specs + MetricSpecs(tuple(old))
 

@@ -17,7 +17,7 @@ SCHEMA_DOC = Path(__file__).resolve().parents[1] / "reports" / "SCHEMA.md"
 TOP_LEVEL = {"schema_version", "generator", "pii_shown", "masking", "notes", "manifest", "results", "gate"}
 RESULT_KEYS = {"attack", "target", "metrics", "tables", "charts", "assumptions", "provenance", "num_records"}
 # 2.0: the numbers, the interval's clusters and method, and the metric's declared contract
-ESTIMATE_KEYS = {"value", "low", "high", "n", "clusters", "method", "kind", "direction", "unit", "cluster", "pattern",
+ESTIMATE_KEYS = {"value", "low", "high", "n", "clusters", "method", "kind", "direction", "unit", "cluster", "pattern", "headline",
                  "name"}
 CHECK_KEYS = {"name", "key", "attack", "metric", "target", "op", "threshold", "bound", "compared", "value",
               "low", "high", "n", "status", "message", "direction", "compared_as"}

@@ -38,7 +38,9 @@ def free_port() -> int:
 
 
 def _executable(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    """The Flower executable of the environment running privaudit first (its apps import this
+    privaudit: a PATH entry of another interpreter, e.g. a pyenv shim, may not have it), else PATH."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if not found:
         raise InputError(f"federated: '{name}' not found on PATH (install flwr >= 1.41)")
     return found
@@ -98,6 +100,8 @@ class FlowerDeployment:
         env = dict(os.environ)
         env.update({"FLWR_HOME": str(self.flwr_home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
                     "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_TELEMETRY_ENABLED": "0"})
+        # the processes Flower spawns itself (flwr-serverapp, flwr-clientapp) from this environment too
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
 
     @property

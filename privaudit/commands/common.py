@@ -10,7 +10,6 @@ import click
 from privaudit.audit import AuditSpec, run_audit
 from privaudit.attacks.base import AttackResult, get_attack
 from privaudit.progress import ProgressReporter
-from privaudit.reports.text import display_text
 
 
 def target_option(required: bool = True) -> Callable:
@@ -25,18 +24,33 @@ FRESH_HELP = ("Discard the run folder's results (and its cache and reports) and 
               "rerun resumes, and is refused when the model or a data file changed.")
 
 
+VERBOSE_META = "privaudit.verbose"
+VERBOSE_HELP = "Print every metric after the run, not only each attack's headline metrics."
+
+
 def _remember_fresh(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     ctx.meta[FRESH_META] = value
     return value
 
 
+def _remember_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta[VERBOSE_META] = value
+    return value
+
+
+# `--verbose` for every command that ends with the terminal summary (run, demo, attack ...); it
+# reaches `echo_results` through the Click context, like `--fresh`.
+verbose_option = click.option("--verbose", "-v", is_flag=True, expose_value=False, callback=_remember_verbose,
+                              help=VERBOSE_HELP)
+
+
 def out_option(default: str) -> Callable:
-    """`--out` plus `--fresh`, which every command writing a run folder needs; `--fresh` reaches
-    `run_attack_command` through the Click context, so the attack commands' signatures stay as they are."""
+    """`--out` plus `--fresh` and `--verbose`, which every command writing a run folder needs; they
+    reach `run_attack_command` through the Click context, so the attack commands' signatures stay."""
     out = click.option("--out", "-o", type=click.Path(path_type=Path), default=default, show_default=True,
                        help="Run folder (created user-only); rerunning into it resumes.")
     fresh = click.option("--fresh", is_flag=True, expose_value=False, callback=_remember_fresh, help=FRESH_HELP)
-    return lambda f: out(fresh(f))
+    return lambda f: out(fresh(verbose_option(f)))
 
 
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice.")
@@ -66,10 +80,11 @@ def run_attack_command(
     return results
 
 
-def echo_results(results: list[AttackResult], out: Path) -> None:
-    """Print headline metrics (value and 95% interval) and where the run folder is."""
-    for res in results:
-        click.echo(display_text(f"{res.attack} on {res.target}:"))  # names may hold terminal escapes
-        for name, est in res.metrics.items():
-            click.echo(f"  {display_text(name):<32} {est.value:8.4f}  [{est.low:.4f}, {est.high:.4f}]  n={est.n}")
-    click.echo(display_text(f"run folder: {out}"))
+def echo_results(results: list[AttackResult], out: Path, gate: dict[str, Any] | None = None) -> None:
+    """The terminal summary (privaudit.terminal): per attack its headline metrics with interval, n
+    and gate status (every metric with `--verbose`), then where the report is."""
+    from privaudit.terminal import print_summary
+
+    ctx = click.get_current_context(silent=True)
+    verbose = bool(ctx is not None and ctx.meta.get(VERBOSE_META, False))
+    print_summary(results, out, gate=gate, verbose=verbose)

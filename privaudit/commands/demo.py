@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from privaudit.commands.common import echo_results, progress_from, seed_option
+from privaudit.commands.common import VERBOSE_META, echo_results, progress_from, seed_option, verbose_option
 from privaudit.demo import DemoOptions, run_demo
 from privaudit.errors import EXIT_GATE_FAILED
 
@@ -20,20 +20,22 @@ from privaudit.errors import EXIT_GATE_FAILED
 @click.option("--no-builtin", is_flag=True, help="Skip the probes on the builtin SmolLM2 chat model.")
 @click.option("--show-pii", is_flag=True, help="Show raw PII in reports (masked by default).")
 @click.option("--gate", is_flag=True, help="Exit 1 when the demo's thresholds fail (they do: the fine-tune leaks).")
+@verbose_option
 @click.pass_context
 def command(ctx: click.Context, out: Path, seed: int, no_builtin: bool, show_pii: bool, gate: bool) -> None:
     """Build a personalized tiny model with planted PII, audit it and SmolLM2, write the report."""
     started = time.perf_counter()
     outcome = run_demo(DemoOptions(out=out, seed=seed, builtin=not no_builtin, show_pii=show_pii),
                        progress=progress_from(ctx))
-    echo_results(outcome.results, outcome.spec.out)
     from privaudit.gate import echo_outcome, run_gate
 
     gate_outcome = run_gate(outcome.spec.out, outcome.spec.thresholds, junit_path=outcome.spec.out / "junit.xml")
-    echo_outcome(gate_outcome)
+    echo_results(outcome.results, outcome.spec.out, gate=gate_outcome.to_dict())
+    # each check's status is in the tables above; its message with --verbose (and in junit.xml, report.html)
+    echo_outcome(gate_outcome, checks=bool(ctx.meta.get(VERBOSE_META, False)))
     click.echo(f"audit spec: {outcome.spec_path}  (rerun with: privaudit run {outcome.spec_path})")
-    report = outcome.spec.out / "report.html"
-    click.echo(f"report: {report if report.exists() else outcome.spec.out}")
+    if outcome.compare_spec_path is not None:
+        click.echo(f"comparison: {outcome.compare_spec_path}  (rerun with: privaudit compare {outcome.compare_spec_path})")
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
     if gate and not gate_outcome.passed:
         sys.exit(EXIT_GATE_FAILED)

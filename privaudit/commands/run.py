@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from privaudit.audit import load_audit_spec, run_audit
-from privaudit.commands.common import FRESH_HELP, echo_results, progress_from
+from privaudit.commands.common import FRESH_HELP, echo_results, progress_from, verbose_option
 from privaudit.errors import EXIT_OK
 
 
@@ -21,6 +21,7 @@ from privaudit.errors import EXIT_OK
 @click.option("--show-pii", is_flag=True, default=None, help="Show raw PII in reports (masked by default).")
 @click.option("--fresh", is_flag=True, help=FRESH_HELP)
 @click.option("--gate/--no-gate", default=False, help="Check the spec's [thresholds]: exit 1 if a check fails, 3 if one could not be measured.")
+@verbose_option
 @click.pass_context
 def command(ctx: click.Context, spec_path: Path, out: Path | None, seed: int | None, batch_size: int | None,
             targets: tuple[str, ...], show_pii: bool | None, fresh: bool, gate: bool) -> None:
@@ -30,11 +31,13 @@ def command(ctx: click.Context, spec_path: Path, out: Path | None, seed: int | N
     spec = load_audit_spec(spec_path, out=out, seed=seed, batch_size=batch_size,
                            targets=list(targets) or None, show_pii=show_pii)
     results = run_audit(spec, progress=progress_from(ctx), source=str(spec_path), fresh=fresh)
-    echo_results(results, spec.out)
-    if gate:
+    if not gate:
+        echo_results(results, spec.out)  # with the gate status summary.json holds, if any
+    else:
         from privaudit.gate import echo_outcome, run_gate
 
         outcome = run_gate(spec.out, spec.thresholds, junit_path=spec.out / "junit.xml")
+        echo_results(results, spec.out, gate=outcome.to_dict())
         echo_outcome(outcome)
         if outcome.exit_code != EXIT_OK:  # 1 a check failed, 3 a checked metric could not be measured
             sys.exit(outcome.exit_code)
