@@ -29,7 +29,12 @@ def fenced_blocks(text: str, language: str) -> list[str]:
     return [body for lang, body in FENCE.findall(text) if lang == language]
 
 
+DIFF_BLOCK = "# diff.toml"  # a ```toml block opening with this line holds `privaudit diff`'s change thresholds
+
+
 def toml_thresholds(block: str) -> dict[str, Any]:
+    if block.startswith(DIFF_BLOCK):
+        return {}  # change conditions ({max_increase = ...}), checked by test_every_documented_change_threshold...
     return dict(tomllib.loads(block).get("thresholds") or {})
 
 
@@ -124,3 +129,13 @@ def test_the_workflow_examples_use_current_metric_names():
                 name, metric, _ = parse_metric_path(key, where)
                 if name == attack:
                     assert specs.current_name(metric) == metric, f"{where}: {key} is an old name"
+
+
+def test_every_documented_change_threshold_names_a_declared_metric():
+    """README.md's diff.toml blocks: validated as `privaudit diff` loads them (privaudit.diff)."""
+    from privaudit.diff import parse_change_thresholds
+
+    blocks = [b for b in fenced_blocks(README.read_text(encoding="utf-8"), "toml") if b.startswith(DIFF_BLOCK)]
+    assert blocks
+    for block in blocks:
+        assert parse_change_thresholds(tomllib.loads(block)["thresholds"], where="README.md diff.toml")
