@@ -75,6 +75,7 @@ class ChangeCondition:
     op: str  # max_increase | max_decrease
     threshold: float
     bound: str  # lower | value | upper: which number of the change's interval is compared
+    where: str = "thresholds"  # its key path for messages (`diff.toml: thresholds."pii.exact_match_rate"`)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def parse_change_thresholds(table: Mapping[str, Any], where: str = "thresholds")
             number = value[op]
             if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) or number < 0:
                 raise InputError(f"{loc}.{op}: expected a number >= 0, got {number!r}")
-            out.append(ChangeCondition(key, attack, metric, op, float(number), "lower" if bound == "auto" else bound))
+            out.append(ChangeCondition(key, attack, metric, op, float(number), "lower" if bound == "auto" else bound,
+                                       where=loc))
     return out
 
 
@@ -351,7 +353,7 @@ def apply_conditions(changes: list[MetricChange], conditions: Sequence[ChangeCon
         hits = [i for i, c in enumerate(out) if c.attack == cond.attack and c.metric == cond.metric]
         if not hits:
             shared = sorted({f"{c.attack}.{c.metric}" for c in out if c.attack == cond.attack})
-            raise InputError(f"thresholds.{json.dumps(cond.key)}: both runs do not report {cond.attack}.{cond.metric} "
+            raise InputError(f"{cond.where}: both runs do not report {cond.attack}.{cond.metric} "
                              f"(shared: {', '.join(shared[:12]) or 'none'})")
         for i in hits:
             status, message = judge(out[i].change, out[i].kind, cond)
