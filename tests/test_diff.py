@@ -141,3 +141,40 @@ def test_a_run_that_did_not_finish_is_refused_exit_3(runs, tmp_path: Path) -> No
     result = CliRunner().invoke(main, ["diff", str(runs["base"]), str(stopped), "--config", str(runs["config"])])
     assert result.exit_code == 3, result.output
     assert "the run is 'interrupted'" in result.output
+
+
+def test_a_rate_is_paired_by_its_unit_and_a_member_keeps_its_own_records() -> None:
+    """exact_match_rate: one unit per (subject, field), a hit when any template hit; `.email` keeps email."""
+    import pandas as pd
+
+    from privaudit.diff import metric_change
+    from privaudit.metrics import paired_difference
+
+    def records(hits: dict[tuple[str, str, str], bool]) -> pd.DataFrame:
+        return pd.DataFrame([{"kind": "extract", "item": f"extract|{s}|{f}|{t}", "subject_id": s, "pii_type": f,
+                              "template_id": t, "exact": h} for (s, f, t), h in hits.items()])
+
+    subjects = [f"s{i}" for i in range(6)]
+    a = records({(s, f, t): False for s in subjects for f in ("email", "phone") for t in ("t1", "t2")})
+    b_hits = {(s, f, t): False for s in subjects for f in ("email", "phone") for t in ("t1", "t2")}
+    b_hits.update({("s0", "email", "t2"): True, ("s1", "email", "t1"): True, ("s1", "email", "t2"): True,
+                   ("s2", "phone", "t1"): True})
+    b = records(b_hits)
+    est_a = {"value": 0.0, "low": 0.0, "high": 0.3, "n": 12, "kind": "proportion"}
+    est_b = {"value": 0.25, "low": 0.1, "high": 0.5, "n": 12, "kind": "proportion"}
+
+    overall, paired = metric_change("pii", "exact_match_rate", est_a, est_b, a, b)
+    email, _ = metric_change("pii", "exact_match_rate.email", est_a, est_b, a, b)
+    probes, _ = metric_change("pii", "probe_exact_match_rate", est_a, est_b, a, b)
+
+    assert paired and overall.n == 12 and overall.value == pytest.approx(3 / 12)  # s1's two hits are one unit
+    units_b = [1.0 if (s, f) in {("s0", "email"), ("s1", "email"), ("s2", "phone")} else 0.0
+               for s in subjects for f in ("email", "phone")]
+    want = paired_difference(units_b, [0.0] * 12, [s for s in subjects for _ in ("email", "phone")])
+    assert (overall.low, overall.high) == pytest.approx((want.low, want.high))
+    assert email.n == 6 and email.value == pytest.approx(2 / 6)
+    assert probes.n == 24 and probes.value == pytest.approx(4 / 24)
+    # without records (an AUC, a maximum): the conservative difference of the two intervals
+    unpaired, was_paired = metric_change("membership", "auc", est_a, est_b)
+    assert not was_paired and unpaired.method == "interval_difference"
+    assert (unpaired.low, unpaired.high) == pytest.approx((0.1 - 0.3, 0.5 - 0.0))
