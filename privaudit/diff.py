@@ -165,7 +165,8 @@ def _flatten(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value and not set(value) & CHANGE_KEYS:
+        # a table of tables is a dotted key (`pii = {exact_match_rate = {...}}`); a table of numbers a condition
+        if isinstance(value, Mapping) and value and any(isinstance(v, Mapping) for v in value.values()):
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
         else:
