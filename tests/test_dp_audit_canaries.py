@@ -96,3 +96,22 @@ def test_cli_writes_both_files_and_the_external_path_validates_before_loading(tm
     assert res.exit_code == 2 and "canaries.train.jsonl:1: field 'record'" in res.output
     res = runner.invoke(main, ["dp-audit", "--out", str(tmp_path / "a"), "--defense", "none", "--target", "hf:/x"])
     assert res.exit_code == 2 and "exclude each other" in res.output
+
+
+def test_a_canary_file_for_another_vocabulary_is_one_line():
+    """A word-level tokenizer (no byte fallback) turns the secret's digits into <unk>: refused, naming the canary."""
+    from types import SimpleNamespace
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from privaudit.dpaudit.audit import check_tokenizable
+
+    canaries = generate_canaries(3, "record", seed=0)
+    words = {w for c in canaries for w in c.texts[0].replace(".", " .").split() if not w[0].isdigit()}
+    vocab = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(sorted(words))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    target = SimpleNamespace(tokenizer=PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>"))
+    with pytest.raises(InputError, match=r"c.jsonl: canary 'dpc-r0000' does not tokenize"):
+        check_tokenizable(target, canaries, "c.jsonl")

@@ -96,10 +96,33 @@ def command(ctx: click.Context, out: Path, defense: str | None, config_path: Pat
             ref.close()
     result.update(target=target_spec, reference=reference_spec, defense=defense_name)
     path = write_result(out / RESULT_FILE, result)
+    spec_path = write_gate_spec(out, target_spec, canaries_path, claimed_epsilon, delta, reference_spec, beta)
     claim = "none" if claimed_epsilon is None else f"{claimed_epsilon:.4g}"
     click.echo(f"empirical epsilon lower bound: {result['empirical_epsilon_lower']:.3f} at {1 - beta:.0%} "
                f"(signal {result['signal']}, {result['correct']}/{result['guesses']} guesses right, "
                f"{result['canaries']} {result['unit']} canaries, delta {delta:g}); claimed epsilon: {claim}")
     if result["claim_violated"]:
         click.echo("CLAIM VIOLATED: the lower bound exceeds the claimed epsilon (the DP pipeline has a bug)")
-    click.echo(f"wrote {path}")
+    click.echo(f"wrote {path}; gate it in CI with: privaudit run {spec_path} --gate")
+
+
+def write_gate_spec(out: Path, target: str, canaries: Path, claimed_epsilon: float | None, delta: float,
+                    reference: str | None, beta: float) -> Path:
+    """OUT/audit.toml: the same audit as a `dp_audit` attack, gated on `claim_violated == false`.
+
+    `privaudit run OUT/audit.toml --gate` rescores the canaries in a resumable run folder and exits
+    1 when the bound exceeds the claim: the CI form of this command's verdict.
+    """
+    import json
+
+    q = json.dumps  # a JSON string is a valid TOML basic string
+    lines = [f"targets = [{q(target)}]", f"out = {q(str((out / 'run').resolve()))}", "",
+             "[attacks.dp_audit]", f"canaries = {q(str(Path(canaries).resolve()))}",
+             f"claimed_epsilon = {claimed_epsilon if claimed_epsilon is not None else -1.0!r}",
+             f"delta = {delta!r}", f"beta = {beta!r}"]
+    if reference:
+        lines.append(f"reference = {q(reference)}")
+    lines += ["", "[thresholds]", '"dp_audit.claim_violated" = "== false"', ""]
+    path = out / "audit.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

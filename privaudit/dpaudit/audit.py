@@ -3,7 +3,9 @@
 Scores are privaudit's membership signals (attacks/membership.py, higher = "member"): LOSS (mean
 token log-prob, Yeom et al. 2018), zlib ratio (Carlini et al. 2021), Min-K% prob (Shi et al. 2024)
 and, with a reference model that never saw the canaries (the public base), the reference ratio.
-A canary with several documents (a canary data subject) scores the mean over its documents.
+Each document is scored on its secret, in the context of its template (`AuditCanary.score_from`):
+the template is shared by members and non-members, so scoring it adds only noise. A canary with
+several documents (a canary data subject) scores the mean over its documents.
 Every signal enters the Bonferroni grid of `estimator.bonferroni_bound`, so reporting the best one
 is paid for; each signal's own bound (at the same corrected level) is reported beside it.
 
@@ -50,12 +52,15 @@ def check_tokenizable(target: Any, canaries: Sequence[AuditCanary], source: str)
                                  "(unknown tokens or a lossy round trip): the file does not match this model")
 
 
-def score_texts(target: Any, reference: Any | None, texts: Sequence[str], min_k: float = 0.2) -> list[dict[str, float]]:
-    """Each text's four membership scores (reference only with a reference target)."""
-    lps = target.token_logprobs([""] * len(texts), list(texts))
-    ref_lps = reference.token_logprobs([""] * len(texts), list(texts)) if reference is not None else None
+def score_texts(target: Any, reference: Any | None, parts: Sequence[tuple[str, str]],
+                min_k: float = 0.2) -> list[dict[str, float]]:
+    """Each (prompt, continuation)'s four membership scores on the continuation (reference only
+    with a reference target): the secret scored in its template's context, as the Secret Sharer does."""
+    prompts, conts = [p for p, _ in parts], [c for _, c in parts]
+    lps = target.token_logprobs(prompts, conts)
+    ref_lps = reference.token_logprobs(prompts, conts) if reference is not None else None
     out = []
-    for i, (text, lp) in enumerate(zip(texts, lps)):
+    for i, (text, lp) in enumerate(zip(conts, lps)):
         if not lp:
             raise InputError(f"dp audit: canary text {text[:40]!r} has no tokens to score")
         mean = mean_logprob(lp)
@@ -69,7 +74,7 @@ def score_texts(target: Any, reference: Any | None, texts: Sequence[str], min_k:
 def canary_scores(target: Any, reference: Any | None, canaries: Sequence[AuditCanary],
                   batch_size: int = 16) -> list[dict[str, float]]:
     """One score per signal per canary: the mean over the canary's documents."""
-    flat = [(i, t) for i, c in enumerate(canaries) for t in c.texts]
+    flat = [(i, part) for i, c in enumerate(canaries) for part in c.scored_parts()]
     per_text: list[dict[str, float]] = []
     for start in range(0, len(flat), max(1, batch_size)):
         per_text += score_texts(target, reference, [t for _, t in flat[start:start + batch_size]])

@@ -40,10 +40,21 @@ class AuditCanary:
     texts: tuple[str, ...]
     included: bool
     subject_id: str | None = None  # "subject" canaries: the invented data subject the texts belong to
+    # Per text, the character where the scored part (the secret) starts; 0 scores the whole text.
+    # The template before it is shared with the other canaries, so scoring it only adds noise.
+    score_from: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.score_from:
+            object.__setattr__(self, "score_from", (0,) * len(self.texts))
+
+    def scored_parts(self) -> list[tuple[str, str]]:
+        """(prompt, continuation) per text: the template as context, the secret as what is scored."""
+        return [(t[:i], t[i:]) for t, i in zip(self.texts, self.score_from)]
 
     def to_json(self) -> dict[str, Any]:
         return {"record": "canary", "id": self.id, "unit": self.unit, "subject_id": self.subject_id,
-                "included": self.included, "texts": list(self.texts)}
+                "included": self.included, "texts": list(self.texts), "score_from": list(self.score_from)}
 
 
 def _templates() -> tuple[list[str], list[str]]:
@@ -77,14 +88,14 @@ def generate_canaries(n: int, unit: str, seed: int = 0, docs: int = 3) -> list[A
     for i in range(n):
         cid = f"dpc-{unit[0]}{i:04d}"
         if unit == "record":
-            texts: tuple[str, ...] = (f"{rng.choice(owners).capitalize()} {rng.choice(objects)} {_secret(rng)}.",)
+            prefixes = [f"{rng.choice(owners).capitalize()} {rng.choice(objects)}"]
             subject = None
         else:
             name = _name(rng)
-            texts = tuple(f"Note from {name}: {rng.choice(owners)} {rng.choice(objects)} {_secret(rng)}."
-                          for _ in range(docs))
+            prefixes = [f"Note from {name}: {rng.choice(owners)} {rng.choice(objects)}" for _ in range(docs)]
             subject = cid
-        out.append(AuditCanary(cid, unit, texts, coins.random() < 0.5, subject))
+        texts = tuple(f"{p} {_secret(rng)}." for p in prefixes)
+        out.append(AuditCanary(cid, unit, texts, coins.random() < 0.5, subject, tuple(len(p) for p in prefixes)))
     return out
 
 
@@ -136,7 +147,13 @@ def load_canaries(path: Path) -> list[AuditCanary]:
         subject = row.get("subject_id")
         if subject is not None and not isinstance(subject, str):
             raise InputError(f"{where(path, line, 'subject_id')}: expected a string or null")
-        canaries.append(AuditCanary(cid, unit, tuple(texts), included, subject))
+        score_from = row.get("score_from", [0] * len(texts))
+        if (not isinstance(score_from, list) or len(score_from) != len(texts)
+                or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(t)
+                           for i, t in zip(score_from, texts))):
+            raise InputError(f"{where(path, line, 'score_from')}: expected one character offset per text, "
+                             "inside it")
+        canaries.append(AuditCanary(cid, unit, tuple(texts), included, subject, tuple(score_from)))
     if len(canaries) < 2:
         raise InputError(f"{path}: an audit needs at least 2 canaries, found {len(canaries)}")
     if all(c.included for c in canaries) or not any(c.included for c in canaries):
