@@ -4,9 +4,9 @@
 
 Each case trains its recipe on the embedded corpus plus fresh canaries through `privaudit dp-audit`
 (the built-in path) and prints one row: recipe, unit, canaries, claimed epsilon, the lower bound at
-95%, guesses/correct and the signal. Cases (default: all): none-record, none-subject, dp8-record,
-dp8-subject, broken-record. The public base is built once under OUT_ROOT/_setup and copied into
-each case's folder. Results go to benchmarks/RESULTS.md by hand (they are measurements, not tests).
+95%, guesses/correct and the signal. Cases (default: all): the keys of CASES. The public base
+is built once under OUT_ROOT/_setup and copied into each case's folder. Results go to benchmarks/RESULTS.md by hand (measurements,
+not tests).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ N, EPOCHS = 200, 12
 CASES = {
     "none-record": ("none", "record", {"epochs": EPOCHS}),
     "none-subject": ("none", "subject", {"epochs": EPOCHS}),
+    # a short fine-tune (partial memorization): the same recipe audited at both units
+    "none4-record": ("none", "record", {"epochs": 4}),
+    "none4-subject": ("none", "subject", {"epochs": 4}),
     "dp8-record": ("dp_sgd", "record", {"epochs": EPOCHS, "target_epsilon": 8.0}),
     "dp8-subject": ("dp_sgd", "subject", {"epochs": EPOCHS, "target_epsilon": 8.0, "privacy_unit": "subject",
                                           "max_length": 256}),

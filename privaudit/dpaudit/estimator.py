@@ -108,7 +108,7 @@ def count_guesses(scores: Sequence[float], included: Sequence[bool], k_pos: int,
     return Guesses(k_pos, k_neg, k_pos + k_neg, correct)
 
 
-def guess_grid(m: int, fractions: Sequence[float] = (0.05, 0.1, 0.2, 0.3, 0.5)) -> list[tuple[int, int]]:
+def guess_grid(m: int, fractions: Sequence[float] = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)) -> list[tuple[int, int]]:
     """The fixed (k+, k-) grid: k+ = k- = f * m / 2 for each fraction f (symmetric, f = 1 guesses all)."""
     cells = []
     for f in fractions:
