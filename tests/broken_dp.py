@@ -39,8 +39,11 @@ class BrokenDPSGD(DPSGDDefense):
         from privaudit.defenses.dp_sgd import DPConfig
 
         p = self.params
+        # accountant "rdp": the honest epsilon of noise 0 is infinite, which only RDP returns (PRV and
+        # GDP raise on it); the record then carries the false claim instead.
         cfg = DPConfig(noise_multiplier=0.0, delta=p.delta, max_grad_norm=p.max_grad_norm, epochs=p.epochs,
-                       batch_size=p.batch_size, learning_rate=p.learning_rate, max_length=p.max_length, seed=p.seed)
+                       batch_size=p.batch_size, learning_rate=p.learning_rate, max_length=p.max_length, seed=p.seed,
+                       accountant="rdp")
         record = train_dp_sgd(ctx.base_path, privacy_units(ctx.corpus, "document"), ctx.corpus.heldout_texts(), cfg,
                               ctx.out_dir, ctx.progress, name=self.name)
         claimed = dataclasses.replace(record.privacy, epsilon=p.claimed_epsilon, target_epsilon=p.claimed_epsilon)

@@ -100,3 +100,13 @@ def test_bonferroni_pays_for_every_cell():
     assert 0 < two.epsilon < one.epsilon  # a second signal is paid for in significance
     k = one.k_pos
     assert one.epsilon == pytest.approx(epsilon_lower_bound(200, 2 * k, 2 * k, 1e-5, 0.05 / len(grid)))
+
+
+def test_two_hundred_canaries_cap_the_bound_near_3_4():
+    """README: with m = 200 and the 24-cell grid, even a perfect attacker bounds epsilon at about 3.43."""
+    included = [i % 2 == 0 for i in range(200)]
+    perfect = [1.0 if b else 0.0 for b in included]
+    bound = bonferroni_bound({s: perfect for s in ("loss", "zlib", "min_k", "reference")}, included, 1e-5)
+    assert bound.cells == 24 and bound.guesses == 200 and bound.correct == 200
+    assert bound.epsilon == pytest.approx(3.43, abs=0.01)
+    assert bound.epsilon < 8  # no CI-sized audit can refute a claim of 8
