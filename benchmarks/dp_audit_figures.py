@@ -43,7 +43,7 @@ def run_case(root: Path, name: str) -> dict:
     from privaudit.personalized import build_personalized_setup
 
     setup = root / "_setup"
-    build_personalized_setup(setup, audit_recipe(), finetune=False)
+    build_personalized_setup(setup, audit_recipe(), personalize=False)
     defense, unit, table = CASES[name]
     out = root / name
     if not (out / "setup").exists():

@@ -76,11 +76,11 @@ def public_corpus(recipe: PersonalizationRecipe) -> Corpus:
 
 def build_personalized_setup(
     root: Path, recipe: PersonalizationRecipe = PersonalizationRecipe(),
-    progress: ProgressReporter | None = None, *, finetune: bool = True,
+    progress: ProgressReporter | None = None, *, personalize: bool = True,
 ) -> PersonalizedSetup:
     """Build (or reuse, when a previous call completed) subjects, corpus, public base and fine-tune.
 
-    `finetune=False` stops after the public base (`finetuned_spec` is then ""): for callers that
+    `personalize=False` stops after the public base (`finetuned_spec` is then ""): for callers that
     train their own recipe on the corpus, as `privaudit dp-audit` does with its canaries added.
     """
     from privaudit.defenses.finetune import FinetuneConfig, finetune, pretrain_base
@@ -106,8 +106,8 @@ def build_personalized_setup(
         pretrain_base(public_corpus(recipe).train_texts(), base_dir, seed=recipe.seed, epochs=recipe.public_epochs,
                       learning_rate=recipe.learning_rate, batch_size=recipe.batch_size,
                       max_length=recipe.max_length, progress=progress)
-    finetuned = load_defended(root / "finetuned") if finetune else None
-    if finetune and finetuned is None:
+    finetuned = load_defended(root / "finetuned") if personalize else None
+    if personalize and finetuned is None:
         progress.log("fine-tuning the base on the personal corpus (no defense)")
         cfg = FinetuneConfig(epochs=recipe.finetune_epochs, learning_rate=recipe.learning_rate,
                              batch_size=recipe.batch_size, max_length=recipe.max_length, seed=recipe.seed)

@@ -29,7 +29,7 @@ def public_setup(tmp_path_factory) -> Path:
     from privaudit.personalized import build_personalized_setup
 
     root = tmp_path_factory.mktemp("dp_audit_setup")
-    build_personalized_setup(root, audit_recipe(), finetune=False)
+    build_personalized_setup(root, audit_recipe(), personalize=False)
     return root
 
 
@@ -78,6 +78,7 @@ def _train_outside_privaudit(base: Path, texts: list[str], out: Path, epochs: in
         ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
     loader = DataLoader(TensorDataset(ids, mask), batch_size=16, shuffle=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()  # Opacus validates the module in training mode
     model, optimizer, loader = PrivacyEngine().make_private(module=model, optimizer=optimizer, data_loader=loader,
                                                             noise_multiplier=0.0, max_grad_norm=1e6)
     model.train()

@@ -49,7 +49,7 @@ def train_with_canaries(out_dir: Path, defense: str, table: Mapping[str, Any], c
     progress = progress or ProgressReporter(quiet=True)
     out_dir = Path(out_dir)
     variant = configure_variant(defense, {"defense": defense, **dict(table)}, seed=seed, where=f"dp-audit {defense}")
-    setup = build_personalized_setup(out_dir / "setup", audit_recipe(), progress, finetune=False)
+    setup = build_personalized_setup(out_dir / "setup", audit_recipe(), progress, personalize=False)
     corpus = add_to_corpus(setup.corpus, canaries)
     corpus_path = out_dir / "train_corpus.jsonl"
     corpus.write(corpus_path)
