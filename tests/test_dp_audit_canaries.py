@@ -115,3 +115,23 @@ def test_a_canary_file_for_another_vocabulary_is_one_line():
     target = SimpleNamespace(tokenizer=PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>"))
     with pytest.raises(InputError, match=r"c.jsonl: canary 'dpc-r0000' does not tokenize"):
         check_tokenizable(target, canaries, "c.jsonl")
+
+
+def test_canaries_join_a_privaudit_corpus_for_defend_and_compare(tmp_path):
+    from privaudit.data.corpus import generate_corpus, load_corpus
+    from privaudit.data.subjects import generate_subjects
+
+    corpus_path = tmp_path / "corpus.jsonl"
+    generate_corpus(generate_subjects(3, seed=0), seed=0, filler_docs=2).write(corpus_path)
+    res = CliRunner().invoke(main, ["data", "canaries", "--n", "10", "--out", str(tmp_path / "c.jsonl"),
+                                    "--corpus", str(corpus_path)])
+    assert res.exit_code == 0, res.output
+    joined = load_corpus(tmp_path / "c.corpus.jsonl")
+    included = {c.texts[0] for c in load_canaries(tmp_path / "c.jsonl") if c.included}
+    added = {d.text for d in joined.documents if d.kind == "canary" and d.split == "train"}
+    assert added == included and len(joined.documents) == len(load_corpus(corpus_path).documents) + len(included)
+
+
+def test_built_in_path_audits_the_accountants_claim_not_a_given_one(tmp_path):
+    res = CliRunner().invoke(main, ["dp-audit", "--out", str(tmp_path), "--defense", "none", "--claimed-epsilon", "3"])
+    assert res.exit_code == 2 and "the built-in path audits the epsilon the recipe's accountant reports" in res.output
