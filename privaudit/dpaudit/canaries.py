@@ -14,7 +14,6 @@ model never sees which canaries were left out. Everything is seeded: same (n, un
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -162,16 +161,6 @@ def load_canaries(path: Path) -> list[AuditCanary]:
     return canaries
 
 
-def read_canary_documents(path: Path) -> list[dict[str, Any]]:
-    """Read a `training_documents` file back (for a training script): id, subject_id, text per line."""
-    docs = []
-    for line, row in read_jsonl(path):
-        if not isinstance(row.get("text"), str) or not isinstance(row.get("id"), str):
-            raise InputError(f"{where(path, line, 'text')}: expected a canary document with id and text")
-        docs.append(row)
-    return docs
-
-
 def add_to_corpus(corpus: Any, canaries: Sequence[AuditCanary]) -> Any:
     """The corpus plus each included canary's documents (train split, once each, kind "canary").
 
@@ -185,7 +174,3 @@ def add_to_corpus(corpus: Any, canaries: Sequence[AuditCanary]) -> Any:
     meta = {**dict(corpus.meta), "dp_audit_canaries": len(docs)}
     return replace(corpus, documents=(*corpus.documents, *docs), meta=meta)
 
-
-def public_summary(canaries: Sequence[AuditCanary]) -> str:
-    """A JSON line safe to print: counts only (never the bits of individual canaries)."""
-    return json.dumps({"canaries": len(canaries), "unit": canaries[0].unit if canaries else None})
