@@ -4,7 +4,7 @@ One public base per module (built once, copied into each audit folder). The brok
 (tests/broken_dp.py: claims epsilon, adds no noise) must be caught and fail `privaudit run --gate`;
 a model trained by a plain Opacus script outside privaudit, on the embedded corpus plus
 `privaudit data canaries` output, must audit like the built-in path. Sizes: 200 record canaries,
-12 epochs, the `audit_recipe` corpus. Measured: 8-11 minutes for the module (two trainings) on
+12 epochs, the `audit_recipe` corpus. Measured: 3 to 11 minutes for the module (two trainings) on
 2 CPU cores shared with six other jobs; over the 1-2 minutes a slow test should take (see the
 issue's report): 4 epochs leave the bound at 0.48, below the claim of 1 (benchmarks/RESULTS.md).
 """
