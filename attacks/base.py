@@ -299,6 +299,7 @@ ATTACKS: Registry[type[Attack]] = Registry(
         "attributes": "privaudit.attacks.attribute_inference",
         "bias": "privaudit.attacks.personalization_bias",
         "membership": "privaudit.attacks.membership",
+        "dp_audit": "privaudit.attacks.dp_audit",
     },
     validate=_check_attack,
 )

@@ -17,6 +17,7 @@ from privaudit.errors import EXIT_USAGE, PrivauditError, error_line
 # Each module in privaudit.commands exposes `command` (a click.Command or click.Group).
 COMMAND_MODULES = (
     "targets", "data", "attack", "defend", "compare", "run", "demo", "report", "gate", "diff", "serve",
+    "dp_audit",
 )
 
 

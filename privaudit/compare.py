@@ -53,6 +53,7 @@ LEAKAGE_METRICS: tuple[tuple[str, str, str], ...] = (
     ("pii", "likelihood_top1_rate", "PII likelihood top-1 rate (ProPILE)"),
     ("membership", "auc", "membership inference AUC"),
     ("membership", "tpr_at_1pct_fpr", "membership TPR at 1% FPR"),
+    ("dp_audit", "empirical_epsilon_lower", "empirical epsilon lower bound (one-run canary audit)"),
 )
 # The contract of a leakage metric when its attack declares none (kind, unit): the source attack's
 # own declaration wins (compare copies it), this only keeps compare usable without that attack.
@@ -61,6 +62,7 @@ _LEAKAGE_FALLBACK: dict[tuple[str, str], tuple[str, str]] = {
     ("pii", "likelihood_top1_rate"): ("proportion", "probe"),
     ("membership", "auc"): ("mean", "document"),
     ("membership", "tpr_at_1pct_fpr"): ("proportion", "document"),
+    ("dp_audit", "empirical_epsilon_lower"): ("point", "canary"),
 }
 # The comparison's headline (MetricSpec.headline): per variant, verbatim leakage and its utility cost.
 HEADLINE_LEAKAGE = frozenset({("pii", "exact_match_rate")})
@@ -237,7 +239,7 @@ def comparison_rows(variants: Mapping[str, DefendedModel], results: Mapping[str,
                 row[f"{attack}.{metric}.n"] = est.n
         p, t, s = record.privacy, record.training, record.scrub
         row.update({
-            "epsilon": p.epsilon if p else None, "delta": p.delta if p else None,
+            "epsilon": p.epsilon if p else None, **_audited_claim(row, p), "delta": p.delta if p else None,
             "noise_multiplier": p.noise_multiplier if p else None, "max_grad_norm": p.max_grad_norm if p else None,
             "sample_rate": p.sample_rate if p else None, "dp_steps": p.steps if p else None,
             "privacy_unit": p.privacy_unit if p else None,
@@ -251,6 +253,16 @@ def comparison_rows(variants: Mapping[str, DefendedModel], results: Mapping[str,
         })
         rows.append(row)
     return rows
+
+
+def _audited_claim(row: Mapping[str, Any], privacy: Any) -> dict[str, Any]:
+    """The one-run audit's lower bound beside the accountant's epsilon (variants run with canaries:
+    the `dp_audit` attack), and whether it refutes that variant's own claim."""
+    lower = row.get("dp_audit.empirical_epsilon_lower")
+    if lower is None:
+        return {}
+    return {"empirical_epsilon_lower": lower,
+            "claim_violated": bool(privacy is not None and lower > privacy.epsilon)}
 
 
 def tradeoff_charts(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -11,7 +11,8 @@ The gate reads each metric's declared direction (privaudit.metrics.MetricSpec). 
 metric (a gap between personas, a difference between models) is judged on its size: `<= t`
 compares the largest absolute bound max(|low|, |high|), so a gap of -0.40 [-0.55, -0.25] fails
 `<= 0.10` exactly as +0.40 would; `>= t` compares the smallest absolute value in the interval
-(0 when it spans 0); `bound = "value"` compares |value|. `count` and `point` metrics (significant
+(0 when it spans 0); `bound = "value"` compares |value|. `== X` / `!= X` (X a number, `true` = 1 or `false` = 0) compare the value
+exactly: for flags such as `dp_audit.claim_violated = "== false"`. `count` and `point` metrics (significant
 tests, epsilon spent, perplexity) are judged on their value and are measured even with n = 0.
 Each check records the direction it read and what it compared (`compared_as`: upper, lower,
 value, max |bound|, min |bound|, |value|), which the JUnit, Markdown and HTML reports show.
@@ -50,9 +51,14 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": lambda a, b: a < b,
     ">=": lambda a, b: a >= b,
     ">": lambda a, b: a > b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
 }
 _OP_ALIASES = {"≤": "<=", "≥": ">=", "=<": "<=", "=>": ">="}
 _CONDITION_RE = re.compile(r"^\s*(<=|>=|=<|=>|≤|≥|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+# Equality on a flag (`dp_audit.claim_violated`, reported as 1.0 / 0.0): "== false", "!= true", "== 0".
+_EQUALITY_RE = re.compile(r"^\s*(==|!=)\s*(true|false|[-+]?\d+(?:\.\d*)?)\s*$", re.IGNORECASE)
+_LITERALS = {"true": 1.0, "false": 0.0}
 _CONDITION_KEYS = frozenset({"max", "min", "bound"})
 _BOUNDS = ("auto", "upper", "lower", "value")
 
@@ -147,10 +153,13 @@ def flatten_thresholds(thresholds: Mapping[str, Any], where: str = "thresholds")
 
 def parse_condition(value: Any, where: str) -> list[Condition]:
     """A threshold's value -> its conditions (a table with both `max` and `min` gives two)."""
+    if isinstance(value, str) and (eq := _EQUALITY_RE.match(value)):
+        literal = eq.group(2).lower()
+        return [Condition(eq.group(1), _LITERALS[literal] if literal in _LITERALS else float(literal), "value")]
     if isinstance(value, str):
         m = _CONDITION_RE.match(value)
         if not m:
-            raise InputError(f"{where}: condition {value!r} is not like '<= 0.01' or '>= 0.8'")
+            raise InputError(f"{where}: condition {value!r} is not like '<= 0.01', '>= 0.8' or '== false'")
         op = _OP_ALIASES.get(m.group(1), m.group(1))
         return [Condition(op, float(m.group(2)), _auto_bound(op))]
     if isinstance(value, Mapping):

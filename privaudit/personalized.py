@@ -76,9 +76,13 @@ def public_corpus(recipe: PersonalizationRecipe) -> Corpus:
 
 def build_personalized_setup(
     root: Path, recipe: PersonalizationRecipe = PersonalizationRecipe(),
-    progress: ProgressReporter | None = None,
+    progress: ProgressReporter | None = None, *, personalize: bool = True,
 ) -> PersonalizedSetup:
-    """Build (or reuse, when a previous call completed) subjects, corpus, public base and fine-tune."""
+    """Build (or reuse, when a previous call completed) subjects, corpus, public base and fine-tune.
+
+    `personalize=False` stops after the public base (`finetuned_spec` is then ""): for callers that
+    train their own recipe on the corpus, as `privaudit dp-audit` does with its canaries added.
+    """
     from privaudit.defenses.finetune import FinetuneConfig, finetune, pretrain_base
     from privaudit.defenses.registry import load_defended
 
@@ -102,15 +106,15 @@ def build_personalized_setup(
         pretrain_base(public_corpus(recipe).train_texts(), base_dir, seed=recipe.seed, epochs=recipe.public_epochs,
                       learning_rate=recipe.learning_rate, batch_size=recipe.batch_size,
                       max_length=recipe.max_length, progress=progress)
-    finetuned = load_defended(root / "finetuned")
-    if finetuned is None:
+    finetuned = load_defended(root / "finetuned") if personalize else None
+    if personalize and finetuned is None:
         progress.log("fine-tuning the base on the personal corpus (no defense)")
         cfg = FinetuneConfig(epochs=recipe.finetune_epochs, learning_rate=recipe.learning_rate,
                              batch_size=recipe.batch_size, max_length=recipe.max_length, seed=recipe.seed)
         finetuned = finetune(base_dir, corpus.train_texts(), corpus.heldout_texts(), cfg, root / "finetuned", progress)
     return PersonalizedSetup(root=root, recipe=recipe, subjects=tuple(subjects), subjects_path=subjects_path,
                              corpus=corpus, corpus_path=corpus_path, base_dir=base_dir,
-                             finetuned_spec=finetuned.target_spec)
+                             finetuned_spec=finetuned.target_spec if finetuned is not None else "")
 
 
 def subject_values(subjects: Sequence[DataSubject]) -> list[str]:

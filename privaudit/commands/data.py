@@ -92,3 +92,40 @@ def _describe_corpus(summary: dict) -> str:
     return (f"{summary['documents']} documents ({summary['train_texts']} training texts with repeats, "
             f"{summary['heldout_texts']} held-out), {summary['train_subjects']} training and "
             f"{summary['heldout_subjects']} held-out subjects, {summary['canaries']} canaries")
+
+
+@command.command("canaries")
+@click.option("--n", "n", type=click.IntRange(min=2), required=True, help="Number of canaries.")
+@click.option("--unit", type=click.Choice(["record", "subject"]), default="record", show_default=True,
+              help="record: one document per canary; subject: a canary data subject with --docs documents.")
+@click.option("--docs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Documents per canary subject (--unit subject).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of texts and coins.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The auditor's canary file, WITH the inclusion bits: keep it from the training team.")
+@click.option("--train-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The documents to add to the training set (default: OUT with .train.jsonl); no bits.")
+@click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write this privaudit corpus plus the included canaries (for defend / compare).")
+@click.option("--corpus-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where --corpus with the canaries goes (default: OUT with .corpus.jsonl).")
+def canaries_cmd(n: int, unit: str, docs: int, seed: int, out: Path, train_out: Path | None,
+                 corpus_path: Path | None, corpus_out: Path | None) -> None:
+    """Write audit canaries for `privaudit dp-audit --canaries` and the documents to train on."""
+    from privaudit.data.jsonl import write_jsonl
+    from privaudit.dpaudit.canaries import add_to_corpus, generate_canaries, training_documents, write_canaries
+
+    corpus = load_corpus(corpus_path) if corpus_path is not None else None  # checked before anything is written
+
+    canaries = generate_canaries(n, unit, seed=seed, docs=docs)
+    train_out = train_out or out.with_name(out.name.removesuffix(".jsonl") + ".train.jsonl")
+    if Path(train_out).resolve() == Path(out).resolve():
+        raise InputError("--train-out: must differ from --out (the training documents carry no bits)")
+    write_canaries(out, canaries, seed)
+    count = write_jsonl(train_out, training_documents(canaries))
+    click.echo(f"wrote {len(canaries)} {unit} canaries to {out} (inclusion bits: auditor only) and "
+               f"{count} training documents to {train_out}")
+    if corpus is not None:
+        corpus_out = corpus_out or out.with_name(out.name.removesuffix(".jsonl") + ".corpus.jsonl")
+        add_to_corpus(corpus, canaries).write(corpus_out)
+        click.echo(f"wrote {corpus_path} plus the included canaries to {corpus_out}")

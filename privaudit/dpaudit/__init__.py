@@ -1,0 +1,1 @@
+"""The one-run DP audit (Steinke, Nasr, Jagielski, NeurIPS 2023): estimator, canaries, scoring, training."""
