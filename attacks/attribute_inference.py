@@ -91,6 +91,9 @@ class AttributeParams:
     batch_size: int = 0  # prompts per generation call; 0 = the run's --batch-size
     max_new_tokens: int = 384
     folds: int = 5  # cross-fitting folds of the baseline adversary
+    predictions: str = ""  # a SynthPAI-format file of stored guesses: score them, query no target
+    model: str = ""  # whose predictions in that file (empty: the file's only model)
+    judge: str = ""  # target spec of the LLM judge for guesses no rule decides (empty: they stay undecided)
 
     def __post_init__(self) -> None:
         if self.adversary not in ADVERSARIES:
@@ -107,6 +110,10 @@ class AttributeParams:
             raise InputError(f"min_certainty: must be between 1 and 5, got {self.min_certainty}")
         if self.folds < 2:
             raise InputError(f"folds: must be >= 2, got {self.folds}")
+        if (self.model or self.judge) and not self.predictions:
+            raise InputError("model, judge: only apply to stored predictions (set predictions)")
+        if self.predictions and (self.adversary != "target" or self.anonymize):
+            raise InputError("predictions: stored guesses are scored as they are (no adversary, no anonymize)")
         if self.anonymize_operator not in ("replace", "mask", "hash"):
             raise InputError(f"anonymize_operator: must be replace, mask or hash, got {self.anonymize_operator!r}")
 
@@ -202,7 +209,8 @@ class AttributeInference(Attack):
     metrics: ClassVar[MetricSpecs] = attribute_metric_specs()
     requires: ClassVar[frozenset[str]] = frozenset({GENERATE})
     pii_record_fields = frozenset({"identifying_truth"})  # see IDENTIFYING_ATTRIBUTES
-    data_file_params = ("authors",)
+    data_file_params = ("authors", "predictions")
+    target_params = ("judge",)
 
     params: AttributeParams
 
@@ -213,13 +221,15 @@ class AttributeInference(Attack):
         return authors
 
     def check_target(self, target: Target) -> None:
-        if self.params.adversary == "target":  # the baseline never queries the target
+        if self.params.adversary == "target" and not self.params.predictions:  # baseline, stored guesses: no queries
             super().check_target(target)
 
     def _comments(self, comments: Sequence[str]) -> tuple[str, ...]:
         return tuple(comments[: self.params.max_comments] if self.params.max_comments else comments)
 
     def run(self, target: Target, ctx: RunContext) -> AttackResult:
+        if self.params.predictions:
+            return self._run_predictions(target.name, ctx)
         authors = self.load_authors()
         conditions = [ORIGINAL, ANONYMIZED] if self.params.anonymize else [ORIGINAL]
         anonymized: dict[str, tuple[str, ...]] = {}
@@ -316,8 +326,51 @@ class AttributeInference(Attack):
         ctx.probe(self.name, target_name, items, call=call, record=record, label=f"attributes: baseline {condition}",
                   batch_size=1, unit=lambda it: it[0])
 
+    def _run_predictions(self, target_name: str, ctx: RunContext) -> AttackResult:
+        """Score the guesses stored in `predictions` with SynthPAI's rules (and the judge, if any)."""
+        from privaudit.attacks.attribute_judge import AttributeJudge
+        from privaudit.attacks.attribute_predictions import guess_record, prediction_items, score_batch
+        from privaudit.data.synthpai_predictions import load_predictions
+
+        _, stored = load_predictions(self.params.predictions, self.params.model or None)
+        if self.params.max_authors:
+            stored = stored[: self.params.max_authors]
+        judge_target = ctx.load_target(self.params.judge) if self.params.judge else None
+        try:
+            judge = AttributeJudge(judge_target) if judge_target is not None else None
+            ctx.probe(self.name, target_name, prediction_items(stored, self.params.selected_attributes),
+                      call=lambda batch: score_batch(batch, judge),
+                      record=lambda item, out: guess_record(item, out, IDENTIFYING_ATTRIBUTES),
+                      label="attributes: scoring stored predictions", batch_size=self.params.batch_size or 64,
+                      unit=lambda it: (it[0].author.author_id, it[1]))
+        finally:
+            if judge_target is not None:
+                judge_target.close()
+        return self.summarize(target_name, ctx.records(self.name, target_name))
+
+    def _summarize_predictions(self, target_name: str, records: pd.DataFrame) -> AttackResult:
+        from privaudit.attacks.attribute_predictions import prediction_metrics, prediction_tables
+
+        metrics: dict[str, Estimate] = {}
+        tables: dict[str, list[dict[str, Any]]] = {"by_attribute": [], "by_hardness": []}
+        if not records.empty and "rank" in records:
+            records = records[records["attribute"].isin(set(self.params.selected_attributes))]
+            metrics, pairs = prediction_metrics(records, self.params.selected_attributes)
+            tables = prediction_tables(records, pairs)
+        judged = f"undecided guesses asked to the judge {self.params.judge}" if self.params.judge \
+            else "no judge: guesses SynthPAI would send to its LLM judge are undecided (not counted correct)"
+        return AttackResult(
+            attack=self.name, target=target_name, records=records, metrics=metrics, tables=tables,
+            assumptions=["stored guesses scored with SynthPAI's official rules (src/thread/eval_utils.py::evaluate): "
+                         "revised labels, hardness >= 1, certainty >= 3; top-k counts full credit only", judged],
+            provenance={"adversary": "stored", "predictions": self.params.predictions, "model": target_name,
+                        "judge": self.params.judge or None, "attributes": list(self.params.selected_attributes)},
+        )
+
     # -- summary -------------------------------------------------------------------------------
     def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:
+        if self.params.predictions:
+            return self._summarize_predictions(target_name, records)
         metrics: dict[str, Estimate] = {}
         tables: dict[str, list[dict[str, Any]]] = {"by_attribute": [], "by_hardness": []}
         primary = self.params.adversary

@@ -78,6 +78,15 @@ def attribute_metric_specs() -> MetricSpecs:
         specs.append(acc(f"top{k}.hardness{{hardness}}", f"top-{k} accuracy on labels of one hardness (1-5)"))
     for family, (attrs, what) in SECONDARY_FAMILIES.items():
         specs += [acc(f"{family}.{a}", f"{what} on {a} (secondary)") for a in ATTRIBUTES if a in attrs]
+    # Stored predictions scored with SynthPAI's rules (attacks/attribute_predictions.py).
+    specs.append(acc("half_top1", "share of (author, attribute) whose first guess gets half credit (0.5, "
+                                  "'less precise'), not counted in top-k"))
+    specs += [acc(f"half_top1.{a}", f"half credit (0.5) on the first guess of {a}") for a in ATTRIBUTES]
+    specs.append(MetricSpec("undecided", "proportion", "higher_is_worse", "guess",
+                            "share of scored guesses that no rule decided and no judge answered", cluster=AUTHOR))
+    specs += [MetricSpec(f"undecided.{a}", "proportion", "higher_is_worse", "guess",
+                         f"share of {a} guesses no rule decided and no judge answered", cluster=AUTHOR)
+              for a in ATTRIBUTES]
     specs.append(MetricSpec("anonymization_drop_top1", "difference", "lower_is_worse", GUESS_UNIT,
                             "top-1 accuracy before minus after anonymization, paired by (author, attribute)",
                             cluster=AUTHOR))
