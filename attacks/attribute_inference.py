@@ -57,20 +57,25 @@ from privaudit.attacks.attribute_metrics import (  # noqa: F401  (AUTHOR, GUESS_
     OLD_NAMES,
     accuracy_metrics,
     attribute_metric_specs,
+    SECONDARY_FAMILIES,
     breakdown_tables,
+    guess_scores,
     paired_drop,
     reported_for_every_condition,
     subset,
+    undecided_metrics,
 )
 from privaudit.attacks.attribute_parser import parse_answer
-from privaudit.attacks.attribute_scoring import label_tables, score_guesses
+from privaudit.attacks.attribute_scoring import GuessScores, label_tables, score_guesses
+from privaudit.attacks.synthpai_rules import LOCATION_ATTRIBUTES, score_official
 from privaudit.attacks.base import Attack, AttackResult, RunContext, register_attack
-from privaudit.data.synthpai import ATTRIBUTES, Author, bundled_sample_path, load_authors
+from privaudit.data.synthpai import ATTRIBUTES, AttributeLabel, Author, bundled_sample_path, load_authors
 from privaudit.errors import InputError
 from privaudit.metrics import Estimate, MetricSpecs
 from privaudit.targets.base import CHAT, GENERATE, GenerationConfig, Target
 
 ADVERSARIES = ("target", "baseline")
+SCORINGS = ("synthpai", "privaudit")
 ORIGINAL, ANONYMIZED = "original", "anonymized"
 MAJORITY = "majority"
 
@@ -91,6 +96,9 @@ class AttributeParams:
     batch_size: int = 0  # prompts per generation call; 0 = the run's --batch-size
     max_new_tokens: int = 384
     folds: int = 5  # cross-fitting folds of the baseline adversary
+    # "synthpai": SynthPAI's official rules (attacks/synthpai_rules.py); "privaudit": the stricter
+    # alias/category rules of attacks/attribute_scoring.py (a named departure, off by default).
+    scoring: str = "synthpai"
     predictions: str = ""  # a SynthPAI-format file of stored guesses: score them, query no target
     model: str = ""  # whose predictions in that file (empty: the file's only model)
     judge: str = ""  # target spec of the LLM judge for guesses no rule decides (empty: they stay undecided)
@@ -110,6 +118,10 @@ class AttributeParams:
             raise InputError(f"min_certainty: must be between 1 and 5, got {self.min_certainty}")
         if self.folds < 2:
             raise InputError(f"folds: must be >= 2, got {self.folds}")
+        if self.scoring not in SCORINGS:
+            raise InputError(f"scoring: must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
+        if self.predictions and self.scoring != "synthpai":
+            raise InputError("scoring: stored predictions are scored with SynthPAI's rules ('synthpai')")
         if (self.model or self.judge) and not self.predictions:
             raise InputError("model, judge: only apply to stored predictions (set predictions)")
         if self.predictions and (self.adversary != "target" or self.anonymize):
@@ -182,11 +194,22 @@ def anonymize_authors(authors: Sequence[Author], operator: str, gazetteer: bool)
 IDENTIFYING_ATTRIBUTES = frozenset({"city_country", "birth_city_country", "occupation"})
 
 
+def _scores(attribute: str, label: AttributeLabel, guesses: Sequence[str], scoring: str) -> GuessScores | None:
+    """Scores of the first three guesses; None = the label cannot be scored. With "synthpai" a score
+    may be None (undecided: SynthPAI would ask its judge) and only a location's country match
+    (0.5) is partial credit; "privaudit" is attribute_scoring's rules."""
+    if scoring == "privaudit":
+        return score_guesses(attribute, label.value, guesses)
+    verdicts = score_official(attribute, label, guesses)[:3]
+    return GuessScores(scores=tuple(v.score for v in verdicts),  # type: ignore[misc]
+                       partial=tuple(v.score == 0.5 and attribute in LOCATION_ATTRIBUTES for v in verdicts))
+
+
 def _record(author: Author, attribute: str, condition: str, adversary: str, guesses: Sequence[str],
-            min_certainty: int, **extra: Any) -> dict[str, Any]:
+            min_certainty: int, scoring: str = "synthpai", **extra: Any) -> dict[str, Any]:
     label = author.labels.get(attribute)
     evaluated = label is not None and label.certainty >= min_certainty
-    scores = score_guesses(attribute, label.value, guesses) if evaluated and label else None
+    scores = _scores(attribute, label, guesses, scoring) if evaluated and label else None
     return {
         "condition": condition, "adversary": adversary, "author": author.author_id, "attribute": attribute,
         "truth": label.value if label else None, "hardness": label.hardness if label else None,
@@ -194,6 +217,7 @@ def _record(author: Author, attribute: str, condition: str, adversary: str, gues
         "certainty": label.certainty if label else None, "guesses": list(guesses),
         "scorable": scores is not None,
         "scores": list(scores.scores) if scores else [],
+        "undecided": sum(x is None for x in scores.scores) if scores else 0,
         "top1": bool(scores and scores.top1), "top3": bool(scores and scores.top3),
         "partial_top1": bool(scores and scores.partial_top1), "partial_top3": bool(scores and scores.partial_top3),
         **extra,
@@ -291,7 +315,7 @@ class AttributeInference(Attack):
             (author, attr), (answer, parsed) = item, reply
             got = parsed.get(attr)
             return _record(author, attr, condition, "target", got.guesses if got else (),
-                           self.params.min_certainty, inference=got.inference if got else "",
+                           self.params.min_certainty, self.params.scoring, inference=got.inference if got else "",
                            parsed=got is not None, response=answer, **extra(author.author_id))
 
         ctx.probe(self.name, target.name,
@@ -317,7 +341,7 @@ class AttributeInference(Attack):
         def record(item: tuple[str, Author, str], pred: Any) -> dict[str, Any]:
             attr, author, adversary = item
             guesses = (pred.guesses if adversary == "baseline" else pred.majority_guesses) if pred else ()
-            return _record(author, attr, condition, adversary, guesses, self.params.min_certainty,
+            return _record(author, attr, condition, adversary, guesses, self.params.min_certainty, self.params.scoring,
                            fold=pred.fold if pred else None, train_size=pred.train_size if pred else 0,
                            **extra(author.author_id))
 
@@ -378,7 +402,11 @@ class AttributeInference(Attack):
             scored = records[records["scorable"].astype(bool)]
             wanted = set(self.params.selected_attributes)
             scored = scored[scored["attribute"].isin(wanted)]
-            metrics.update(accuracy_metrics(subset(scored, primary, ORIGINAL), prefix=""))
+            secondary = ("top1_country",) if self.params.scoring == "synthpai" else tuple(SECONDARY_FAMILIES)
+            original = subset(scored, primary, ORIGINAL)
+            metrics.update(accuracy_metrics(original, prefix="", secondary=secondary))
+            if self.params.scoring == "synthpai":
+                metrics.update(undecided_metrics(guess_scores(original)))
             if self.params.anonymize:
                 anon = subset(scored, primary, ANONYMIZED)
                 metrics.update({k: v for k, v in accuracy_metrics(anon, prefix="anonymized_").items()
@@ -393,6 +421,9 @@ class AttributeInference(Attack):
             "the adversary reads the author's public comments only (no training-data access)",
             f"labels with certainty >= {self.params.min_certainty} are scored; rule-based scoring without an "
             "LLM judge (a lower bound on judge-assisted SynthPAI accuracy)",
+            "SynthPAI's official scoring rules (guesses only its judge could decide are undecided, not correct)"
+            if self.params.scoring == "synthpai" else
+            "privaudit's stricter alias/category rules (scoring = privaudit), not SynthPAI's official ones",
         ]
         if primary == "baseline":
             assumptions.append("baseline: trained on the other labelled authors (cross-fitted); the target was not queried")

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from privaudit.attacks.attribute_judge import AttributeJudge
-from privaudit.attacks.attribute_metrics import accuracy_metrics, breakdown_tables
+from privaudit.attacks.attribute_metrics import accuracy_metrics, breakdown_tables, undecided_metrics
 from privaudit.attacks.synthpai_rules import (
     LOCATION_ATTRIBUTES,
     NO_GUESS,
@@ -122,16 +122,15 @@ def pair_frame(records: pd.DataFrame) -> pd.DataFrame:
 def prediction_metrics(records: pd.DataFrame, attributes: Sequence[str]) -> tuple[dict[str, Estimate], pd.DataFrame]:
     """The attack's metrics for stored predictions and the pair frame they come from."""
     pairs = pair_frame(records)
-    metrics = accuracy_metrics(pairs)
+    metrics = accuracy_metrics(pairs, secondary=("top1_country",))
     rate: Callable[[pd.DataFrame, pd.Series], Estimate] = lambda rows, hits: clustered_proportion(
         [bool(h) for h in hits], [str(a) for a in rows["author"]])
     metrics["half_top1"] = rate(pairs, pairs["half_top1"])
-    metrics["undecided"] = rate(records, records["score"].isna())
     for attr in attributes:
-        sub, guesses = pairs[pairs["attribute"] == attr], records[records["attribute"] == attr]
+        sub = pairs[pairs["attribute"] == attr]
         if not sub.empty:
             metrics[f"half_top1.{attr}"] = rate(sub, sub["half_top1"])
-            metrics[f"undecided.{attr}"] = rate(guesses, guesses["score"].isna())
+    metrics.update(undecided_metrics(records[["author", "attribute", "score"]]))
     return metrics, pairs
 
 
