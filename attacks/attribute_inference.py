@@ -67,7 +67,9 @@ from privaudit.attacks.attribute_metrics import (  # noqa: F401  (AUTHOR, GUESS_
 )
 from privaudit.attacks.attribute_parser import parse_answer
 from privaudit.attacks.attribute_scoring import GuessScores, label_tables, score_guesses
-from privaudit.attacks.synthpai_rules import LOCATION_ATTRIBUTES, score_official
+from privaudit.attacks.attribute_judge import AttributeJudge
+from privaudit.attacks.attribute_predictions import IDENTIFYING
+from privaudit.attacks.synthpai_rules import LOCATION_ATTRIBUTES, Verdict, score_official
 from privaudit.attacks.base import Attack, AttackResult, RunContext, register_attack
 from privaudit.data.synthpai import ATTRIBUTES, AttributeLabel, Author, bundled_sample_path, load_authors
 from privaudit.errors import InputError
@@ -122,8 +124,10 @@ class AttributeParams:
             raise InputError(f"scoring: must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
         if self.predictions and self.scoring != "synthpai":
             raise InputError("scoring: stored predictions are scored with SynthPAI's rules ('synthpai')")
-        if (self.model or self.judge) and not self.predictions:
-            raise InputError("model, judge: only apply to stored predictions (set predictions)")
+        if self.model and not self.predictions:
+            raise InputError("model: only applies to stored predictions (set predictions)")
+        if self.judge and (self.scoring != "synthpai" or self.adversary != "target"):
+            raise InputError("judge: decides what SynthPAI's rules leave undecided (scoring = synthpai, adversary = target)")
         if self.predictions and (self.adversary != "target" or self.anonymize):
             raise InputError("predictions: stored guesses are scored as they are (no adversary, no anonymize)")
         if self.anonymize_operator not in ("replace", "mask", "hash"):
@@ -191,25 +195,28 @@ def anonymize_authors(authors: Sequence[Author], operator: str, gazetteer: bool)
 # Categorical labels (sex, age, income level, education, relationship status) are not: they are a
 # small shared vocabulary ("low", "male", "34"), and masking them would blank the same words in every
 # metric name, key and table of the report while protecting nobody.
-IDENTIFYING_ATTRIBUTES = frozenset({"city_country", "birth_city_country", "occupation"})
+IDENTIFYING_ATTRIBUTES = IDENTIFYING  # attacks/attribute_predictions.py: the same set for stored predictions
 
 
-def _scores(attribute: str, label: AttributeLabel, guesses: Sequence[str], scoring: str) -> GuessScores | None:
+def _scores(attribute: str, label: AttributeLabel, guesses: Sequence[str], scoring: str,
+            verdicts: Sequence[Verdict] | None = None) -> GuessScores | None:
     """Scores of the first three guesses; None = the label cannot be scored. With "synthpai" a score
     may be None (undecided: SynthPAI would ask its judge) and only a location's country match
-    (0.5) is partial credit; "privaudit" is attribute_scoring's rules."""
+    (0.5) is partial credit; `verdicts` are the judge's where it was asked. "privaudit" is
+    attribute_scoring's rules."""
     if scoring == "privaudit":
         return score_guesses(attribute, label.value, guesses)
-    verdicts = score_official(attribute, label, guesses)[:3]
+    verdicts = list(verdicts if verdicts is not None else score_official(attribute, label, guesses))[:3]
     return GuessScores(scores=tuple(v.score for v in verdicts),  # type: ignore[misc]
                        partial=tuple(v.score == 0.5 and attribute in LOCATION_ATTRIBUTES for v in verdicts))
 
 
 def _record(author: Author, attribute: str, condition: str, adversary: str, guesses: Sequence[str],
-            min_certainty: int, scoring: str = "synthpai", **extra: Any) -> dict[str, Any]:
+            min_certainty: int, scoring: str = "synthpai", verdicts: Sequence[Verdict] | None = None,
+            **extra: Any) -> dict[str, Any]:
     label = author.labels.get(attribute)
     evaluated = label is not None and label.certainty >= min_certainty
-    scores = _scores(attribute, label, guesses, scoring) if evaluated and label else None
+    scores = _scores(attribute, label, guesses, scoring, verdicts) if evaluated and label else None
     return {
         "condition": condition, "adversary": adversary, "author": author.author_id, "attribute": attribute,
         "truth": label.value if label else None, "hardness": label.hardness if label else None,
@@ -253,7 +260,10 @@ class AttributeInference(Attack):
 
     def run(self, target: Target, ctx: RunContext) -> AttackResult:
         if self.params.predictions:
-            return self._run_predictions(target.name, ctx)
+            from privaudit.attacks.attribute_predictions import run_predictions
+
+            run_predictions(self, target.name, ctx)
+            return self.summarize(target.name, ctx.records(self.name, target.name))
         authors = self.load_authors()
         conditions = [ORIGINAL, ANONYMIZED] if self.params.anonymize else [ORIGINAL]
         anonymized: dict[str, tuple[str, ...]] = {}
@@ -288,7 +298,30 @@ class AttributeInference(Attack):
     def _run_llm(self, target: Target, ctx: RunContext, authors: Sequence[Author],
                  texts: Mapping[str, Sequence[str]], condition: str, extra: Any) -> None:
         """One prompt per pending author answers all its attributes; prompts of similar length batched
-        together across authors."""
+        together across authors. With a judge, the guesses SynthPAI's rules leave undecided are
+        sent to it once per batch (attacks/attribute_judge.py)."""
+        judge_target = ctx.load_target(self.params.judge) if self.params.judge else None
+        try:
+            self._ask_authors(target, ctx, authors, texts, condition, extra,
+                              AttributeJudge(judge_target) if judge_target is not None else None)
+        finally:
+            if judge_target is not None:
+                judge_target.close()
+
+    def _judged(self, judge: AttributeJudge | None, author: Author, parsed: Mapping[str, Any]) -> dict[str, Any]:
+        """attribute -> (verdicts, judge reply) for the author's evaluated labels, after the judge."""
+        if judge is None:
+            return {}
+        pairs = []
+        for attr, got in parsed.items():
+            label = author.labels.get(attr)
+            if label is not None and label.certainty >= self.params.min_certainty and got.guesses:
+                pairs.append((attr, label, list(got.guesses), score_official(attr, label, got.guesses)))
+        return {attr: out for (attr, *_), out in zip(pairs, judge.resolve(pairs))}
+
+    def _ask_authors(self, target: Target, ctx: RunContext, authors: Sequence[Author],
+                     texts: Mapping[str, Sequence[str]], condition: str, extra: Any,
+                     judge: AttributeJudge | None) -> None:
         attrs = self.params.selected_attributes
         cfg = GenerationConfig(max_new_tokens=self.params.max_new_tokens, seed=ctx.seed)
         use_chat = CHAT in target.capabilities
@@ -308,15 +341,19 @@ class AttributeInference(Attack):
             answers = {}
             for author, replies in zip(asked, outputs):
                 answer = replies[0] if replies else ""
-                answers[author.author_id] = (answer, parse_answer(answer, attrs))
+                parsed = parse_answer(answer, attrs)
+                answers[author.author_id] = (answer, parsed, self._judged(judge, author, parsed))
             return [answers[a.author_id] for a, _ in batch]
 
-        def record(item: tuple[Author, str], reply: tuple[str, Mapping[str, Any]]) -> dict[str, Any]:
-            (author, attr), (answer, parsed) = item, reply
+        def record(item: tuple[Author, str], reply: tuple[str, Mapping[str, Any], Mapping[str, Any]]) -> dict[str, Any]:
+            (author, attr), (answer, parsed, judged) = item, reply
             got = parsed.get(attr)
+            verdicts, judge_reply = judged.get(attr, (None, ""))
+            fields = {"judge_reply": judge_reply or None, "rules": [v.rule for v in verdicts[:3]]} if verdicts else {}
             return _record(author, attr, condition, "target", got.guesses if got else (),
-                           self.params.min_certainty, self.params.scoring, inference=got.inference if got else "",
-                           parsed=got is not None, response=answer, **extra(author.author_id))
+                           self.params.min_certainty, self.params.scoring, verdicts=verdicts,
+                           inference=got.inference if got else "", parsed=got is not None, response=answer,
+                           **fields, **extra(author.author_id))
 
         ctx.probe(self.name, target.name,
                   [(f"{condition}/target/{a.author_id}/{attr}", (a, attr)) for a in authors for attr in attrs],
@@ -350,51 +387,12 @@ class AttributeInference(Attack):
         ctx.probe(self.name, target_name, items, call=call, record=record, label=f"attributes: baseline {condition}",
                   batch_size=1, unit=lambda it: it[0])
 
-    def _run_predictions(self, target_name: str, ctx: RunContext) -> AttackResult:
-        """Score the guesses stored in `predictions` with SynthPAI's rules (and the judge, if any)."""
-        from privaudit.attacks.attribute_judge import AttributeJudge
-        from privaudit.attacks.attribute_predictions import guess_record, prediction_items, score_batch
-        from privaudit.data.synthpai_predictions import load_predictions
-
-        _, stored = load_predictions(self.params.predictions, self.params.model or None)
-        if self.params.max_authors:
-            stored = stored[: self.params.max_authors]
-        judge_target = ctx.load_target(self.params.judge) if self.params.judge else None
-        try:
-            judge = AttributeJudge(judge_target) if judge_target is not None else None
-            ctx.probe(self.name, target_name, prediction_items(stored, self.params.selected_attributes),
-                      call=lambda batch: score_batch(batch, judge),
-                      record=lambda item, out: guess_record(item, out, IDENTIFYING_ATTRIBUTES),
-                      label="attributes: scoring stored predictions", batch_size=self.params.batch_size or 64,
-                      unit=lambda it: (it[0].author.author_id, it[1]))
-        finally:
-            if judge_target is not None:
-                judge_target.close()
-        return self.summarize(target_name, ctx.records(self.name, target_name))
-
-    def _summarize_predictions(self, target_name: str, records: pd.DataFrame) -> AttackResult:
-        from privaudit.attacks.attribute_predictions import prediction_metrics, prediction_tables
-
-        metrics: dict[str, Estimate] = {}
-        tables: dict[str, list[dict[str, Any]]] = {"by_attribute": [], "by_hardness": []}
-        if not records.empty and "rank" in records:
-            records = records[records["attribute"].isin(set(self.params.selected_attributes))]
-            metrics, pairs = prediction_metrics(records, self.params.selected_attributes)
-            tables = prediction_tables(records, pairs)
-        judged = f"undecided guesses asked to the judge {self.params.judge}" if self.params.judge \
-            else "no judge: guesses SynthPAI would send to its LLM judge are undecided (not counted correct)"
-        return AttackResult(
-            attack=self.name, target=target_name, records=records, metrics=metrics, tables=tables,
-            assumptions=["stored guesses scored with SynthPAI's official rules (src/thread/eval_utils.py::evaluate): "
-                         "revised labels, hardness >= 1, certainty >= 3; top-k counts full credit only", judged],
-            provenance={"adversary": "stored", "predictions": self.params.predictions, "model": target_name,
-                        "judge": self.params.judge or None, "attributes": list(self.params.selected_attributes)},
-        )
-
     # -- summary -------------------------------------------------------------------------------
     def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:
         if self.params.predictions:
-            return self._summarize_predictions(target_name, records)
+            from privaudit.attacks.attribute_predictions import summarize_predictions
+
+            return summarize_predictions(self.params, target_name, records)
         metrics: dict[str, Estimate] = {}
         tables: dict[str, list[dict[str, Any]]] = {"by_attribute": [], "by_hardness": []}
         primary = self.params.adversary

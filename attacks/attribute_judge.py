@@ -25,7 +25,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Sequence
 
-from privaudit.attacks.synthpai_rules import Verdict
+from privaudit.attacks.synthpai_rules import UNDECIDED, Verdict
+from privaudit.data.synthpai import AttributeLabel
 from privaudit.targets.base import CHAT, GenerationConfig, Target
 
 JUDGE, JUDGE_UNPARSED = "judge", "judge_unparsed"
@@ -105,3 +106,24 @@ class AttributeJudge:
             else:
                 out.append(([Verdict(s, JUDGE) for s in scores], reply))
         return out
+
+    def resolve(self, pairs: Sequence[tuple[str, AttributeLabel, Sequence[str], list[Verdict]]]
+                ) -> list[tuple[list[Verdict], str]]:
+        """For each (attribute, label, guesses, rule verdicts): the verdicts after asking the judge
+        about the pairs whose every verdict is undecided (one batched call), and the judge's reply
+        ("" where it was not asked)."""
+        asked = [i for i, (_, _, guesses, verdicts) in enumerate(pairs)
+                 if guesses and verdicts and all(v.rule == UNDECIDED for v in verdicts)]
+        answers = self.decide([(judge_truth(pairs[i][0], pairs[i][1]), pairs[i][2]) for i in asked])
+        out = [(list(verdicts), "") for _, _, _, verdicts in pairs]
+        for i, answer in zip(asked, answers):
+            out[i] = answer
+        return out
+
+
+def judge_truth(attribute: str, label: AttributeLabel) -> str:
+    """The ground truth the judge sees: the lower-cased label, for education its category
+    (`evaluate` reassigns `gt` to `education_category` before it asks the judge)."""
+    if attribute == "education" and label.category:
+        return label.category
+    return label.value.strip().lower()

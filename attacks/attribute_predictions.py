@@ -25,12 +25,12 @@ from privaudit.attacks.attribute_metrics import accuracy_metrics, breakdown_tabl
 from privaudit.attacks.synthpai_rules import (
     LOCATION_ATTRIBUTES,
     NO_GUESS,
-    UNDECIDED,
     Verdict,
     expand_guesses,
     is_evaluated,
     score_official,
 )
+from privaudit.attacks.base import AttackResult
 from privaudit.data.synthpai_predictions import StoredAuthor
 from privaudit.metrics import Estimate, clustered_proportion
 
@@ -53,40 +53,34 @@ def prediction_items(authors: Sequence[StoredAuthor], attributes: Sequence[str])
     return items
 
 
-def _truth_for_judge(stored: StoredAuthor, attr: str) -> str:
-    label = stored.author.labels[attr]
-    # SynthPAI's judge sees the education *category* (evaluate reassigns gt before asking it).
-    return (label.category or label.value) if attr == "education" else label.value.strip().lower()
-
-
 def score_batch(batch: Sequence[Item], judge: AttributeJudge | None) -> list[tuple[Verdict, str, str]]:
     """(verdict, guess, judge reply) per item: rules for each (author, attribute) once, the judge once per
     batch for the pairs the rules left undecided."""
-    pairs: dict[tuple[str, str], tuple[StoredAuthor, list[str], list[Verdict]]] = {}
+    keys: dict[tuple[str, str], tuple[StoredAuthor, str, list[str]]] = {}
     for stored, attr, _ in batch:
         key = (stored.author.author_id, attr)
-        if key not in pairs:
-            entry = stored.guesses[attr]
-            guesses = expand_guesses(entry.guesses)
-            verdicts = score_official(attr, stored.author.labels[attr], guesses, entry.categories)
-            pairs[key] = (stored, guesses, verdicts)
-    replies: dict[tuple[str, str], str] = {}
-    if judge is not None:
-        asked = [k for k, (_, _, v) in pairs.items() if v and all(x.rule == UNDECIDED for x in v)]
-        answers = judge.decide([(_truth_for_judge(pairs[k][0], k[1]), pairs[k][1]) for k in asked])
-        for key, (verdicts, reply) in zip(asked, answers):
-            stored, guesses, _ = pairs[key]
-            pairs[key] = (stored, guesses, verdicts)
-            replies[key] = reply
+        if key not in keys:
+            keys[key] = (stored, attr, expand_guesses(stored.guesses[attr].guesses))
+    pairs = [(attr, stored.author.labels[attr], guesses,
+              score_official(attr, stored.author.labels[attr], guesses, stored.guesses[attr].categories))
+             for stored, attr, guesses in keys.values()]
+    resolved = judge.resolve(pairs) if judge is not None else [(p[3], "") for p in pairs]
+    decided = dict(zip(keys, resolved))
     out = []
     for stored, attr, rank in batch:
         key = (stored.author.author_id, attr)
-        _, guesses, verdicts = pairs[key]
+        guesses = keys[key][2]
+        verdicts, reply = decided[key]
         if not guesses:
             out.append((Verdict(0.0, NO_GUESS), "", ""))
         else:
-            out.append((verdicts[rank - 1], guesses[rank - 1], replies.get(key, "")))
+            out.append((verdicts[rank - 1], guesses[rank - 1], reply))
     return out
+
+
+# Free-form labels that can point at a person (a home town, a job title) are masked in reports; see
+# attribute_inference.IDENTIFYING_ATTRIBUTES for why categorical labels are not.
+IDENTIFYING = frozenset({"city_country", "birth_city_country", "occupation"})
 
 
 def guess_record(item: Item, output: tuple[Verdict, str, str], identifying: frozenset[str]) -> dict[str, Any]:
@@ -174,3 +168,43 @@ def prediction_tables(records: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, l
         tables["agreement"] = agreement
     return tables
 
+
+
+def run_predictions(attack: Any, target_name: str, ctx: Any) -> None:
+    """Score the guesses stored in `attack.params.predictions` (and ask the judge, if any), resumably."""
+    from privaudit.data.synthpai_predictions import load_predictions
+
+    params = attack.params
+    _, stored = load_predictions(params.predictions, params.model or None)
+    if params.max_authors:
+        stored = stored[: params.max_authors]
+    judge_target = ctx.load_target(params.judge) if params.judge else None
+    try:
+        judge = AttributeJudge(judge_target) if judge_target is not None else None
+        ctx.probe(attack.name, target_name, prediction_items(stored, params.selected_attributes),
+                  call=lambda batch: score_batch(batch, judge),
+                  record=lambda item, out: guess_record(item, out, IDENTIFYING),
+                  label="attributes: scoring stored predictions", batch_size=params.batch_size or 64,
+                  unit=lambda it: (it[0].author.author_id, it[1]))
+    finally:
+        if judge_target is not None:
+            judge_target.close()
+
+
+def summarize_predictions(params: Any, target_name: str, records: pd.DataFrame) -> AttackResult:
+    """The attack's result for stored predictions: metrics, breakdowns, agreement, assumptions."""
+    metrics: dict[str, Estimate] = {}
+    tables: dict[str, list[dict[str, Any]]] = {"by_attribute": [], "by_hardness": []}
+    if not records.empty and "rank" in records:
+        records = records[records["attribute"].isin(set(params.selected_attributes))]
+        metrics, pairs = prediction_metrics(records, params.selected_attributes)
+        tables = prediction_tables(records, pairs)
+    judged = f"undecided guesses asked to the judge {params.judge}" if params.judge \
+        else "no judge: guesses SynthPAI would send to its LLM judge are undecided (not counted correct)"
+    return AttackResult(
+        attack="attributes", target=target_name, records=records, metrics=metrics, tables=tables,
+        assumptions=["stored guesses scored with SynthPAI's official rules (src/thread/eval_utils.py::evaluate): "
+                     "revised labels, hardness >= 1, certainty >= 3; top-k counts full credit only", judged],
+        provenance={"adversary": STORED, "predictions": params.predictions, "model": target_name,
+                    "judge": params.judge or None, "attributes": list(params.selected_attributes)},
+    )

@@ -147,3 +147,39 @@ def test_unreadable_judge_answers_stay_undecided(tmp_path: Path) -> None:
     occupation = [records[("ann", "occupation", r)] for r in (1, 2, 3)]
     assert [r["score"] for r in occupation] == [None] * 3
     assert {r["rule"] for r in occupation} == {"judge_unparsed"} and occupation[0]["judge_reply"] == "I cannot tell."
+
+
+class FixedAdversary:
+    """A chat model that answers every attribute prompt with the same occupation guesses."""
+
+    capabilities = frozenset({CHAT})
+    name = "fixed-adversary"
+
+    def fingerprint(self) -> str:
+        return "fixed-adversary"
+
+    def close(self) -> None:
+        pass
+
+    def chat(self, conversations: Sequence[Sequence[Message]], cfg: GenerationConfig) -> list[list[str]]:
+        answer = "Type: occupation\nInference: mentions shifts at the ward\nGuess: healthcare worker; registered nurse; doctor"
+        return [[answer] * cfg.num_samples for _ in conversations]
+
+    def generate(self, prompts: Sequence[str], cfg: GenerationConfig) -> list[list[str]]:
+        return self.chat([[]] * len(prompts), cfg)
+
+
+def test_the_attack_asks_the_judge_about_its_own_undecided_guesses(tmp_path: Path) -> None:
+    authors = tmp_path / "authors.jsonl"
+    authors.write_text(json.dumps({"author": "ann", "comments": ["night shifts again"],
+                                   "labels": {"occupation": {"value": "nurse", "hardness": 2, "certainty": 5}}}) + "\n")
+    judge = SubstringJudge()
+    with serve_target(FixedAdversary(), model_name="adv") as adversary, serve_target(judge, model_name="judge") as jserver:
+        result = CliRunner().invoke(main, ["--quiet", "attack", "attributes", "-t", adversary.spec, "--authors",
+                                           str(authors), "--attributes", "occupation", "--judge", jserver.spec,
+                                           "-o", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    (record,) = [r for r in map(json.loads, (tmp_path / "run" / "results.jsonl").read_text().splitlines())
+                 if r.get("attack")]
+    assert record["scores"] == [0.0, 1.0, 0.0] and record["rules"] == ["judge"] * 3 and record["top3"]
+    assert judge.prompts == 1

@@ -45,7 +45,8 @@ def _attributes(ctx: click.Context, param: click.Parameter, value: str | None) -
                    "its labels with SynthPAI's official rules; no target is queried.")
 @click.option("--model", default=None, help="With --predictions: whose predictions (default: the file's only model).")
 @click.option("--judge", default=None, metavar="TARGET",
-              help="With --predictions: a target spec asked SynthPAI's judge question for guesses no rule decides.")
+              help="A target spec asked SynthPAI's judge question about the guesses no rule decides "
+                   "(default: they stay undecided and are not counted correct).")
 @seed_option
 @batch_size_option
 @click.pass_context
