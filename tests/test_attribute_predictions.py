@@ -154,3 +154,23 @@ def test_official_agreement_on_the_development_set(tmp_path: Path) -> None:
         assert abs(table[attr]["top1"] - table[attr]["official_top1"]) <= 0.01, table[attr]
         assert abs(table[attr]["top3"] - table[attr]["official_top3"]) <= 0.01, table[attr]
     assert table["age"]["undecided"] == 0.0
+
+
+@pytest.mark.skipif(not DEV.is_file(), reason="SynthPAI development set not present (../shared/data/synthpai_dev)")
+def test_rule_education_categories_agree_with_synthpai_model_aided_categories() -> None:
+    """Without a stored guess_category, `education_category` stands in for SynthPAI's GPT-4 mapping
+    (reddit_utils.py::model_aided_education_map); on the dev file it matches the stored categories of
+    at least 95% of guesses and every label (scored with the In College = HS Diploma rule)."""
+    from privaudit.attacks.synthpai_rules import education_category, score_education_category
+
+    def same(a: str, b: str | None) -> bool:
+        return b is not None and score_education_category(a, b).score == 1.0 == score_education_category(b, a).score
+
+    _, stored = load_predictions(DEV)
+    guesses = [(g, c) for s in stored if "education" in s.guesses and s.guesses["education"].categories
+               for g, c in zip(s.guesses["education"].guesses, s.guesses["education"].categories)]
+    labels = [(s.author.labels["education"].value, s.author.labels["education"].category) for s in stored
+              if "education" in s.author.labels and s.author.labels["education"].category]
+    assert len(guesses) == 313 and len(labels) == 139
+    assert sum(same(c, education_category(g)) for g, c in guesses) / len(guesses) >= 0.95
+    assert all(same(c, education_category(v)) for v, c in labels)
