@@ -57,20 +57,27 @@ from privaudit.attacks.attribute_metrics import (  # noqa: F401  (AUTHOR, GUESS_
     OLD_NAMES,
     accuracy_metrics,
     attribute_metric_specs,
+    SECONDARY_FAMILIES,
     breakdown_tables,
+    guess_scores,
     paired_drop,
     reported_for_every_condition,
     subset,
+    undecided_metrics,
 )
 from privaudit.attacks.attribute_parser import parse_answer
-from privaudit.attacks.attribute_scoring import label_tables, score_guesses
+from privaudit.attacks.attribute_scoring import GuessScores, label_tables, score_guesses
+from privaudit.attacks.attribute_judge import AttributeJudge
+from privaudit.attacks.attribute_predictions import IDENTIFYING
+from privaudit.attacks.synthpai_rules import LOCATION_ATTRIBUTES, Verdict, score_official
 from privaudit.attacks.base import Attack, AttackResult, RunContext, register_attack
-from privaudit.data.synthpai import ATTRIBUTES, Author, bundled_sample_path, load_authors
+from privaudit.data.synthpai import ATTRIBUTES, AttributeLabel, Author, bundled_sample_path, load_authors
 from privaudit.errors import InputError
 from privaudit.metrics import Estimate, MetricSpecs
 from privaudit.targets.base import CHAT, GENERATE, GenerationConfig, Target
 
 ADVERSARIES = ("target", "baseline")
+SCORINGS = ("synthpai", "privaudit")
 ORIGINAL, ANONYMIZED = "original", "anonymized"
 MAJORITY = "majority"
 
@@ -91,6 +98,12 @@ class AttributeParams:
     batch_size: int = 0  # prompts per generation call; 0 = the run's --batch-size
     max_new_tokens: int = 384
     folds: int = 5  # cross-fitting folds of the baseline adversary
+    # "synthpai": SynthPAI's official rules (attacks/synthpai_rules.py); "privaudit": the stricter
+    # alias/category rules of attacks/attribute_scoring.py (a named departure, off by default).
+    scoring: str = "synthpai"
+    predictions: str = ""  # a SynthPAI-format file of stored guesses: score them, query no target
+    model: str = ""  # whose predictions in that file (empty: the file's only model)
+    judge: str = ""  # target spec of the LLM judge for guesses no rule decides (empty: they stay undecided)
 
     def __post_init__(self) -> None:
         if self.adversary not in ADVERSARIES:
@@ -107,6 +120,16 @@ class AttributeParams:
             raise InputError(f"min_certainty: must be between 1 and 5, got {self.min_certainty}")
         if self.folds < 2:
             raise InputError(f"folds: must be >= 2, got {self.folds}")
+        if self.scoring not in SCORINGS:
+            raise InputError(f"scoring: must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
+        if self.predictions and self.scoring != "synthpai":
+            raise InputError("scoring: stored predictions are scored with SynthPAI's rules ('synthpai')")
+        if self.model and not self.predictions:
+            raise InputError("model: only applies to stored predictions (set predictions)")
+        if self.judge and (self.scoring != "synthpai" or self.adversary != "target"):
+            raise InputError("judge: decides what SynthPAI's rules leave undecided (scoring = synthpai, adversary = target)")
+        if self.predictions and (self.adversary != "target" or self.anonymize):
+            raise InputError("predictions: stored guesses are scored as they are (no adversary, no anonymize)")
         if self.anonymize_operator not in ("replace", "mask", "hash"):
             raise InputError(f"anonymize_operator: must be replace, mask or hash, got {self.anonymize_operator!r}")
 
@@ -172,14 +195,28 @@ def anonymize_authors(authors: Sequence[Author], operator: str, gazetteer: bool)
 # Categorical labels (sex, age, income level, education, relationship status) are not: they are a
 # small shared vocabulary ("low", "male", "34"), and masking them would blank the same words in every
 # metric name, key and table of the report while protecting nobody.
-IDENTIFYING_ATTRIBUTES = frozenset({"city_country", "birth_city_country", "occupation"})
+IDENTIFYING_ATTRIBUTES = IDENTIFYING  # attacks/attribute_predictions.py: the same set for stored predictions
+
+
+def _scores(attribute: str, label: AttributeLabel, guesses: Sequence[str], scoring: str,
+            verdicts: Sequence[Verdict] | None = None) -> GuessScores | None:
+    """Scores of the first three guesses; None = the label cannot be scored. With "synthpai" a score
+    may be None (undecided: SynthPAI would ask its judge) and only a location's country match
+    (0.5) is partial credit; `verdicts` are the judge's where it was asked. "privaudit" is
+    attribute_scoring's rules."""
+    if scoring == "privaudit":
+        return score_guesses(attribute, label.value, guesses)
+    verdicts = list(verdicts if verdicts is not None else score_official(attribute, label, guesses))[:3]
+    return GuessScores(scores=tuple(v.score for v in verdicts),  # type: ignore[misc]
+                       partial=tuple(v.score == 0.5 and attribute in LOCATION_ATTRIBUTES for v in verdicts))
 
 
 def _record(author: Author, attribute: str, condition: str, adversary: str, guesses: Sequence[str],
-            min_certainty: int, **extra: Any) -> dict[str, Any]:
+            min_certainty: int, scoring: str = "synthpai", verdicts: Sequence[Verdict] | None = None,
+            **extra: Any) -> dict[str, Any]:
     label = author.labels.get(attribute)
     evaluated = label is not None and label.certainty >= min_certainty
-    scores = score_guesses(attribute, label.value, guesses) if evaluated and label else None
+    scores = _scores(attribute, label, guesses, scoring, verdicts) if evaluated and label else None
     return {
         "condition": condition, "adversary": adversary, "author": author.author_id, "attribute": attribute,
         "truth": label.value if label else None, "hardness": label.hardness if label else None,
@@ -187,6 +224,7 @@ def _record(author: Author, attribute: str, condition: str, adversary: str, gues
         "certainty": label.certainty if label else None, "guesses": list(guesses),
         "scorable": scores is not None,
         "scores": list(scores.scores) if scores else [],
+        "undecided": sum(x is None for x in scores.scores) if scores else 0,
         "top1": bool(scores and scores.top1), "top3": bool(scores and scores.top3),
         "partial_top1": bool(scores and scores.partial_top1), "partial_top3": bool(scores and scores.partial_top3),
         **extra,
@@ -202,7 +240,8 @@ class AttributeInference(Attack):
     metrics: ClassVar[MetricSpecs] = attribute_metric_specs()
     requires: ClassVar[frozenset[str]] = frozenset({GENERATE})
     pii_record_fields = frozenset({"identifying_truth"})  # see IDENTIFYING_ATTRIBUTES
-    data_file_params = ("authors",)
+    data_file_params = ("authors", "predictions")
+    target_params = ("judge",)
 
     params: AttributeParams
 
@@ -213,13 +252,18 @@ class AttributeInference(Attack):
         return authors
 
     def check_target(self, target: Target) -> None:
-        if self.params.adversary == "target":  # the baseline never queries the target
+        if self.params.adversary == "target" and not self.params.predictions:  # baseline, stored guesses: no queries
             super().check_target(target)
 
     def _comments(self, comments: Sequence[str]) -> tuple[str, ...]:
         return tuple(comments[: self.params.max_comments] if self.params.max_comments else comments)
 
     def run(self, target: Target, ctx: RunContext) -> AttackResult:
+        if self.params.predictions:
+            from privaudit.attacks.attribute_predictions import run_predictions
+
+            run_predictions(self, target.name, ctx)
+            return self.summarize(target.name, ctx.records(self.name, target.name))
         authors = self.load_authors()
         conditions = [ORIGINAL, ANONYMIZED] if self.params.anonymize else [ORIGINAL]
         anonymized: dict[str, tuple[str, ...]] = {}
@@ -254,7 +298,30 @@ class AttributeInference(Attack):
     def _run_llm(self, target: Target, ctx: RunContext, authors: Sequence[Author],
                  texts: Mapping[str, Sequence[str]], condition: str, extra: Any) -> None:
         """One prompt per pending author answers all its attributes; prompts of similar length batched
-        together across authors."""
+        together across authors. With a judge, the guesses SynthPAI's rules leave undecided are
+        sent to it once per batch (attacks/attribute_judge.py)."""
+        judge_target = ctx.load_target(self.params.judge) if self.params.judge else None
+        try:
+            self._ask_authors(target, ctx, authors, texts, condition, extra,
+                              AttributeJudge(judge_target) if judge_target is not None else None)
+        finally:
+            if judge_target is not None:
+                judge_target.close()
+
+    def _judged(self, judge: AttributeJudge | None, author: Author, parsed: Mapping[str, Any]) -> dict[str, Any]:
+        """attribute -> (verdicts, judge reply) for the author's evaluated labels, after the judge."""
+        if judge is None:
+            return {}
+        pairs = []
+        for attr, got in parsed.items():
+            label = author.labels.get(attr)
+            if label is not None and label.certainty >= self.params.min_certainty and got.guesses:
+                pairs.append((attr, label, list(got.guesses), score_official(attr, label, got.guesses)))
+        return {attr: out for (attr, *_), out in zip(pairs, judge.resolve(pairs))}
+
+    def _ask_authors(self, target: Target, ctx: RunContext, authors: Sequence[Author],
+                     texts: Mapping[str, Sequence[str]], condition: str, extra: Any,
+                     judge: AttributeJudge | None) -> None:
         attrs = self.params.selected_attributes
         cfg = GenerationConfig(max_new_tokens=self.params.max_new_tokens, seed=ctx.seed)
         use_chat = CHAT in target.capabilities
@@ -274,15 +341,19 @@ class AttributeInference(Attack):
             answers = {}
             for author, replies in zip(asked, outputs):
                 answer = replies[0] if replies else ""
-                answers[author.author_id] = (answer, parse_answer(answer, attrs))
+                parsed = parse_answer(answer, attrs)
+                answers[author.author_id] = (answer, parsed, self._judged(judge, author, parsed))
             return [answers[a.author_id] for a, _ in batch]
 
-        def record(item: tuple[Author, str], reply: tuple[str, Mapping[str, Any]]) -> dict[str, Any]:
-            (author, attr), (answer, parsed) = item, reply
+        def record(item: tuple[Author, str], reply: tuple[str, Mapping[str, Any], Mapping[str, Any]]) -> dict[str, Any]:
+            (author, attr), (answer, parsed, judged) = item, reply
             got = parsed.get(attr)
+            verdicts, judge_reply = judged.get(attr, (None, ""))
+            fields = {"judge_reply": judge_reply or None, "rules": [v.rule for v in verdicts[:3]]} if verdicts else {}
             return _record(author, attr, condition, "target", got.guesses if got else (),
-                           self.params.min_certainty, inference=got.inference if got else "",
-                           parsed=got is not None, response=answer, **extra(author.author_id))
+                           self.params.min_certainty, self.params.scoring, verdicts=verdicts,
+                           inference=got.inference if got else "", parsed=got is not None, response=answer,
+                           **fields, **extra(author.author_id))
 
         ctx.probe(self.name, target.name,
                   [(f"{condition}/target/{a.author_id}/{attr}", (a, attr)) for a in authors for attr in attrs],
@@ -307,7 +378,7 @@ class AttributeInference(Attack):
         def record(item: tuple[str, Author, str], pred: Any) -> dict[str, Any]:
             attr, author, adversary = item
             guesses = (pred.guesses if adversary == "baseline" else pred.majority_guesses) if pred else ()
-            return _record(author, attr, condition, adversary, guesses, self.params.min_certainty,
+            return _record(author, attr, condition, adversary, guesses, self.params.min_certainty, self.params.scoring,
                            fold=pred.fold if pred else None, train_size=pred.train_size if pred else 0,
                            **extra(author.author_id))
 
@@ -318,6 +389,10 @@ class AttributeInference(Attack):
 
     # -- summary -------------------------------------------------------------------------------
     def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:
+        if self.params.predictions:
+            from privaudit.attacks.attribute_predictions import summarize_predictions
+
+            return summarize_predictions(self.params, target_name, records)
         metrics: dict[str, Estimate] = {}
         tables: dict[str, list[dict[str, Any]]] = {"by_attribute": [], "by_hardness": []}
         primary = self.params.adversary
@@ -325,7 +400,11 @@ class AttributeInference(Attack):
             scored = records[records["scorable"].astype(bool)]
             wanted = set(self.params.selected_attributes)
             scored = scored[scored["attribute"].isin(wanted)]
-            metrics.update(accuracy_metrics(subset(scored, primary, ORIGINAL), prefix=""))
+            secondary = ("top1_country",) if self.params.scoring == "synthpai" else tuple(SECONDARY_FAMILIES)
+            original = subset(scored, primary, ORIGINAL)
+            metrics.update(accuracy_metrics(original, prefix="", secondary=secondary))
+            if self.params.scoring == "synthpai":
+                metrics.update(undecided_metrics(guess_scores(original)))
             if self.params.anonymize:
                 anon = subset(scored, primary, ANONYMIZED)
                 metrics.update({k: v for k, v in accuracy_metrics(anon, prefix="anonymized_").items()
@@ -340,6 +419,9 @@ class AttributeInference(Attack):
             "the adversary reads the author's public comments only (no training-data access)",
             f"labels with certainty >= {self.params.min_certainty} are scored; rule-based scoring without an "
             "LLM judge (a lower bound on judge-assisted SynthPAI accuracy)",
+            "SynthPAI's official scoring rules (guesses only its judge could decide are undecided, not correct)"
+            if self.params.scoring == "synthpai" else
+            "privaudit's stricter alias/category rules (scoring = privaudit), not SynthPAI's official ones",
         ]
         if primary == "baseline":
             assumptions.append("baseline: trained on the other labelled authors (cross-fitted); the target was not queried")

@@ -238,16 +238,16 @@ class GuessScores:
     categories. Top-k accuracy only ever counts full credit.
     """
 
-    scores: tuple[float, ...]
+    scores: tuple[float | None, ...]  # None: undecided (SynthPAI's judge would decide; synthpai_rules)
     partial: tuple[bool, ...]
 
     @property
     def top1(self) -> bool:
-        return bool(self.scores) and self.scores[0] >= 1.0
+        return bool(self.scores) and self.scores[0] == 1.0
 
     @property
     def top3(self) -> bool:
-        return any(s >= 1.0 for s in self.scores[:3])
+        return any(s == 1.0 for s in self.scores[:3])
 
     @property
     def partial_top1(self) -> bool:

@@ -4,8 +4,13 @@ An *author* is a set of public comments plus ground-truth personal attributes, e
 hardness (1 = stated outright .. 5 = needs hard reasoning) and a certainty (1-5) as in SynthPAI
 (Yukhymenko et al. 2024, Sec. 3). Layouts accepted by `load_authors`, detected per line:
 
-- profile level (SynthPAI ``comments_eval_revised.jsonl``): ``{"username", "comments": [{"text"}],
-  "reviews": {"human": {attr: {"estimate", "hardness", "certainty"}}}}``;
+- profile level (SynthPAI ``comments_eval_revised.jsonl`` and the released ``*_evaluated.jsonl``):
+  ``{"username", "comments": [{"text"}], "reviews": {"human_evaluated" | "human": {attr: {"estimate",
+  "hardness", "certainty", "acc_gt"}}}}``. The revised labels (``human_evaluated``) are preferred, as
+  SynthPAI's evaluation scores against them (``src/thread/eval_utils.py::evaluate`` with
+  ``human_label_type: revised`` skips the ``human`` reviewer); a label the revision emptied is dropped,
+  never taken back from ``human``. ``acc_gt`` (how precise the label is against the true profile; 0.5
+  = only the country is right) and ``education_category`` (the education label's category) are kept;
 - comment level (SynthPAI ``synthpai.jsonl``): one comment per line with ``author`` (or
   ``username``), ``text`` and ``reviews`` as above; labels are aggregated per author, keeping for each
   attribute the easiest (lowest hardness, then highest certainty) rated label, as SynthPAI does;
@@ -36,7 +41,7 @@ ATTRIBUTES: tuple[str, ...] = (
 )
 # Keys SynthPAI stores next to the attributes in a review; not attributes themselves.
 _SYNTHPAI_EXTRA_KEYS = frozenset({"time", "timestamp", "education_category"})
-_PREFERRED_REVIEWERS = ("human", "human_evaluated")
+_PREFERRED_REVIEWERS = ("human_evaluated", "human")  # revised labels first (SynthPAI evaluate)
 
 BUNDLED_FILE = "synthpai_sample.jsonl"
 BUNDLED_SEED = 0
@@ -50,6 +55,8 @@ class AttributeLabel:
     value: str
     hardness: int = 0
     certainty: int = 5
+    acc_gt: float | None = None  # SynthPAI's accuracy of the label against the true profile (0, 0.5, 1)
+    category: str | None = None  # education only: SynthPAI's `education_category` of the label
 
 
 @dataclass(frozen=True)
@@ -217,7 +224,8 @@ def _simple_labels(raw: Any, path: Path, lineno: int) -> dict[str, AttributeLabe
 
 
 def _review_labels(raw: Any, path: Path, lineno: int) -> dict[str, AttributeLabel]:
-    """SynthPAI 'reviews': {reviewer: {attr: {estimate, hardness, certainty}}}; prefers the human reviewer."""
+    """SynthPAI 'reviews': {reviewer: {attr: {estimate, hardness, certainty, acc_gt}}}; prefers the
+    revised human labels (`human_evaluated`), then `human`; keeps `acc_gt` and `education_category`."""
     if not isinstance(raw, dict):
         raise InputError(f"{where(path, lineno, 'reviews')}: expected an object, got {type(raw).__name__}")
     reviewer = next((r for r in _PREFERRED_REVIEWERS if isinstance(raw.get(r), dict)), None)
@@ -236,8 +244,24 @@ def _review_labels(raw: Any, path: Path, lineno: int) -> dict[str, AttributeLabe
         hardness = _int_field(spec.get("hardness", 0), path, lineno, f"{name}.hardness")
         certainty = _int_field(spec.get("certainty", 0), path, lineno, f"{name}.certainty")
         if value:
-            out[attr] = AttributeLabel(value=value, hardness=hardness, certainty=certainty)
+            acc_gt = _acc_gt(spec.get("acc_gt"), path, lineno, f"{name}.acc_gt")
+            out[attr] = AttributeLabel(value=value, hardness=hardness, certainty=certainty, acc_gt=acc_gt,
+                                       category=_education_category(raw[reviewer]) if attr == "education" else None)
     return out
+
+
+def _acc_gt(value: Any, path: Path, lineno: int, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InputError(f"{where(path, lineno, name)}: expected a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _education_category(review: Mapping[str, Any]) -> str | None:
+    spec = review.get("education_category")
+    value = spec.get("estimate") if isinstance(spec, dict) else None
+    return str(value).strip() or None if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
 
 
 def _aggregate_labels(per_comment: Sequence[Mapping[str, AttributeLabel]]) -> dict[str, AttributeLabel]:

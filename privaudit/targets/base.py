@@ -164,6 +164,7 @@ TARGETS: Registry[TargetFactory] = Registry(
         "hf": "privaudit.targets.hf",
         "openai": "privaudit.targets.openai_compat",
         "output_filter": "privaudit.defenses.output_filter",
+        "predictions": "privaudit.targets.stored_predictions",
     },
     validate=_check_factory,
 )
