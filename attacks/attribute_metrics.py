@@ -65,7 +65,8 @@ def attribute_metric_specs() -> MetricSpecs:
     """
 
     def acc(name: str, what: str) -> MetricSpec:
-        return MetricSpec(name, "proportion", "higher_is_worse", GUESS_UNIT, what, cluster=AUTHOR)
+        return MetricSpec(name, "proportion", "higher_is_worse", GUESS_UNIT, what, cluster=AUTHOR,
+                          headline=name == "top1")
 
     specs: list[MetricSpec] = []
     for prefix, who in _ADVERSARY_PREFIXES:

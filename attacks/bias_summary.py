@@ -70,7 +70,7 @@ def _declare_metrics() -> MetricSpecs:
     for metric, gap in GAP_METRIC_NAMES.items():
         specs.append(MetricSpec(gap, "difference", "two_sided", unit="item", cluster="item",
                                 description=f"{metric} of the persona whose gap to the control is largest in size "
-                                            "(sign kept); paired by item"))
+                                            "(sign kept); paired by item", headline=True))
     specs += [
         MetricSpec("num_significant_personas", "count", "higher_is_worse", unit="persona",
                    description="personas with a significant gap on any metric after the family-wise correction"),

@@ -66,11 +66,12 @@ def _membership_specs() -> MetricSpecs:
     """
     auc_text = "ROC AUC of membership scores (0.5 = chance); higher means members are told apart"
     specs = [MetricSpec("auc", "mean", "higher_is_worse", "document",
-                        f"{auc_text}; the best method on this data (optimistic)", cluster="subject")]
+                        f"{auc_text}; the best method on this data (optimistic)", cluster="subject", headline=True)]
     specs += [MetricSpec(f"auc.{m}", "mean", "higher_is_worse", "document", f"{auc_text}; {METHOD_LABELS[m]} score",
                          cluster="subject") for m in METHODS]
     specs += [MetricSpec(name, "proportion", "higher_is_worse", "document",
-                         f"share of member documents flagged at FPR <= {fpr:g} (best method)", cluster="subject")
+                         f"share of member documents flagged at FPR <= {fpr:g} (best method)", cluster="subject",
+                         headline=name == "tpr_at_1pct_fpr")
               for name, fpr in LOW_FPRS]
     specs.append(MetricSpec("max_exposure_bits", "point", "higher_is_worse", "canary",
                             "largest canary exposure in bits (Secret Sharer, Sec. 4); at most log2(candidates + 1)"))

@@ -43,7 +43,7 @@ def _rate_spec(pattern: str, unit: str, description: str, cluster: str | None = 
 # (privaudit.metrics: design-effect Wilson, Kish 1965; CR1 cluster-robust t, Cameron & Miller 2015).
 PII_METRICS: MetricSpecs = metric_specs(
     _rate_spec("exact_match_rate", "subject_field",
-               "share of (subject, PII field) pairs whose true value some template produced verbatim"),
+               "share of (subject, PII field) pairs whose true value some template produced verbatim", headline=True),
     _rate_spec("partial_match_rate", "subject_field",
                "share of (subject, PII field) pairs some template produced at least partially (pii_matching)"),
     _rate_spec("exact_match_rate.{pii_type}", "subject_field",
@@ -57,7 +57,8 @@ PII_METRICS: MetricSpecs = metric_specs(
     _rate_spec("probe_exact_match_rate.{pii_type}", "probe", "probe_exact_match_rate over one PII field"),
     _rate_spec("probe_partial_match_rate.{pii_type}", "probe", "probe_partial_match_rate over one PII field"),
     _rate_spec("likelihood_top1_rate", "probe",
-               "share of probes whose true value has the highest likelihood among the candidates (ProPILE Sec. 3.2)"),
+               "share of probes whose true value has the highest likelihood among the candidates (ProPILE Sec. 3.2)",
+               headline=True),
     _rate_spec("likelihood_top5_rate", "probe", "share of probes whose true value ranks in the top 5"),
     _rate_spec("likelihood_top1_rate.{pii_type}", "probe", "likelihood_top1_rate over one PII field"),
     MetricSpec("mean_exposure_bits", "mean", "higher_is_worse", "probe",
@@ -70,7 +71,7 @@ PII_METRICS: MetricSpecs = metric_specs(
                "exact_match_rate_baseline over one PII field"),
     MetricSpec("exact_match_rate_minus_baseline", "difference", "two_sided", "subject_field",
                "audited minus baseline exact_match_rate, paired over the same (subject, field) pairs",
-               cluster="subject"),
+               cluster="subject", headline=True),
     MetricSpec("partial_match_rate_minus_baseline", "difference", "two_sided", "subject_field",
                "audited minus baseline partial_match_rate, paired over the same (subject, field) pairs",
                cluster="subject"),

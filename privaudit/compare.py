@@ -197,10 +197,11 @@ def compare_metric_specs(variants: Sequence[str] | None = None) -> MetricSpecs:
         kind, unit = (src.kind, src.unit) if src else _LEAKAGE_FALLBACK[(attack, metric)]
         direction = src.direction if src else "higher_is_worse"
         cluster = src.cluster if src else None
-        specs += [MetricSpec(f"{attack}.{metric}.{v}", kind, direction, unit, f"{label} of the variant", cluster=cluster)
-                  for v in names]
+        specs += [MetricSpec(f"{attack}.{metric}.{v}", kind, direction, unit, f"{label} of the variant", cluster=cluster,
+                             headline=True) for v in names]
     for metric, _, what in COST_METRICS:
-        specs += [MetricSpec(f"{metric}.{v}", "point", "higher_is_worse", "variant", what) for v in names]
+        specs += [MetricSpec(f"{metric}.{v}", "point", "higher_is_worse", "variant", what,
+                             headline=metric == "heldout_perplexity") for v in names]
     return metric_specs(*specs)
 
 

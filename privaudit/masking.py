@@ -196,6 +196,8 @@ def mask_tree(obj: Any, masker: Masker | Callable[[str], str] | None = None) -> 
 STRUCTURAL_KEYS = frozenset({
     "value", "low", "high", "n", "method", "attack", "target", "metrics", "tables", "charts",
     "assumptions", "provenance", "num_records", "kind", "title", "points", "label", "x", "y",
+    "evidence", "text", "leak", "prompt", "output", "left", "right", "note", "subject_risk", "subjects",
+    "subject_id", "rank", "headline",
 })
 
 

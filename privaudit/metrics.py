@@ -88,6 +88,9 @@ class MetricSpec:
     description: str = ""
     cluster: str | None = None
     deprecated_alias_of: str | None = None  # the current name of this old name (see the docstring)
+    # One of the attack's few headline metrics: the report's first-screen table and the terminal
+    # summary show these (the rest stay one click away), so a reader sees the finding, not 130 rows.
+    headline: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -124,7 +127,7 @@ class MetricSpec:
     def contract(self) -> dict[str, Any]:
         """The fields summary.json carries next to each metric's numbers."""
         return {"kind": self.kind, "direction": self.direction, "unit": self.unit,
-                "cluster": self.cluster, "pattern": self.pattern}
+                "cluster": self.cluster, "pattern": self.pattern, "headline": self.headline}
 
 
 _PLACEHOLDER = re.compile(r"(\{[A-Za-z_][A-Za-z0-9_]*\})")

@@ -100,7 +100,8 @@ def stored_specs(attack: str, metrics: Mapping[str, Any]) -> StoredSpecs:
         try:
             by_name[name] = MetricSpec(pattern=str(est.get("pattern") or name), kind=est["kind"],
                                        direction=est["direction"], unit=str(est.get("unit") or ""),
-                                       cluster=est.get("cluster") if isinstance(est.get("cluster"), str) else None)
+                                       cluster=est.get("cluster") if isinstance(est.get("cluster"), str) else None,
+                                       headline=est.get("headline") is True)
         except (KeyError, ValueError):
             declared = declared if declared is not None else (_declared_specs(attack) or MetricSpecs())
             spec = declared.find(name)

@@ -14,11 +14,12 @@ from privaudit.reports.json import SCHEMA_VERSION, read_summary, render_json, va
 from report_fixtures import ATTACK_NAME, make_subjects, registered_fixture_attack, write_run
 
 SCHEMA_DOC = Path(__file__).resolve().parents[1] / "reports" / "SCHEMA.md"
-TOP_LEVEL = {"schema_version", "generator", "pii_shown", "masking", "notes", "manifest", "results", "gate"}
-RESULT_KEYS = {"attack", "target", "metrics", "tables", "charts", "assumptions", "provenance", "num_records"}
+# 2.1: subject_risk (per-subject ranking), evidence per result, headline per metric
+TOP_LEVEL = {"schema_version", "generator", "pii_shown", "masking", "notes", "manifest", "results", "subject_risk", "gate"}
+RESULT_KEYS = {"attack", "target", "metrics", "tables", "charts", "assumptions", "provenance", "num_records", "evidence"}
 # 2.0: the numbers, the interval's clusters and method, and the metric's declared contract
 ESTIMATE_KEYS = {"value", "low", "high", "n", "clusters", "method", "kind", "direction", "unit", "cluster", "pattern",
-                 "name"}
+                 "headline", "name"}
 CHECK_KEYS = {"name", "key", "attack", "metric", "target", "op", "threshold", "bound", "compared", "value",
               "low", "high", "n", "status", "message", "direction", "compared_as"}
 
