@@ -13,7 +13,9 @@ away (ProPILE Sec. 3.1 reports its hits the same way). `evidence_of(result)` pic
 
 Items are plain JSON (an excerpt is a list of `{"text", "leak"}` segments), so they go through
 summary.json's one masking pass like every other string: a leaked span is masked as a whole by
-default and shown raw only with --show-pii; the HTML escapes each segment.
+default and shown raw only with --show-pii; the HTML escapes each segment. Because excerpts show
+raw model text, masked summaries also mask PII *fragments* in them (`masking.mask_fragments`:
+digit runs, @-tokens), which a model writes when it half-remembers a phone number.
 """
 
 from __future__ import annotations
@@ -168,6 +170,25 @@ def _generic(records: pd.DataFrame, limit: int) -> list[dict[str, Any]]:
 
 
 PICKERS: dict[str, Picker] = {"pii": _pii, "attributes": _attributes, "bias": _bias, "membership": _membership}
+
+
+def mask_evidence(items: list[dict[str, Any]], fn: Callable[[str], str]) -> list[dict[str, Any]]:
+    """`items` with `fn` applied to every prompt and output segment (the model-written text)."""
+
+    def outputs(parts: Any) -> Any:
+        return [{**p, "text": fn(p["text"])} if isinstance(p, dict) and isinstance(p.get("text"), str) else p
+                for p in parts or []]
+
+    out = []
+    for item in items:
+        item = {**item, "prompt": fn(item["prompt"]) if isinstance(item.get("prompt"), str) else item.get("prompt")}
+        if "output" in item:
+            item["output"] = outputs(item["output"])
+        for side in ("left", "right"):
+            if isinstance(item.get(side), dict):
+                item[side] = {**item[side], "output": outputs(item[side].get("output"))}
+        out.append(item)
+    return out
 
 
 def evidence_of(result: Any, limit: int = EVIDENCE_LIMIT) -> list[dict[str, Any]]:

@@ -103,12 +103,12 @@ def _membership_sentence(runs: list[Mapping[str, Any]], label: dict[str, str]) -
         auc = _metric(r, "auc")
         if auc is None:
             continue
-        text = f"membership AUC on {label[r['target']]} {fmt_estimate(auc)} (0.5 = chance)"
+        text = f"on {label[r['target']]}: AUC {fmt_estimate(auc)} (0.5 = chance)"
         tpr = _metric(r, "tpr_at_1pct_fpr")
         if tpr is not None:
             text += f", {fmt_estimate(tpr)} of training documents flagged at 1% false positives"
         parts.append(text)
-    return ("Membership inference: " + "; ".join(parts) + ".") if parts else None
+    return ("Membership inference " + "; ".join(parts) + ".") if parts else None
 
 
 def _largest(res: Mapping[str, Any], names: Sequence[str]) -> tuple[str, Mapping[str, Any]] | None:

@@ -197,7 +197,11 @@ def evidence_view(items: list[Any]) -> list[dict[str, Any]]:
 
 def risk_view(blocks: list[Any]) -> list[dict[str, Any]]:
     """The top of each target's subject ranking (the whole ranking is in summary.json)."""
-    labels = target_labels([str(b.get("target")) for b in blocks if isinstance(b, Mapping)])
+    blocks = [b for b in blocks if isinstance(b, Mapping)]
+    labels = target_labels([str(b.get("target")) for b in blocks])
+    # the target that leaks most comes first (and opens): usually the personalized model, not its base
+    blocks = sorted(blocks, key=lambda b: -sum(int(r.get("fields_leaked") or 0) for r in b.get("subjects") or []
+                                               if isinstance(r, Mapping)))
     out = []
     for block in blocks:
         if not isinstance(block, Mapping):

@@ -60,8 +60,13 @@ def build_summary(
     if thresholds:
         summary["gate"] = gate_section(summary, thresholds)
     if not show_pii:
+        from privaudit.masking import mask_fragments
+        from privaudit.reports.evidence import mask_evidence
+
         masker = masker if masker is not None else masker_for_results(results)
         summary = masker.mask_tree(summary)
+        for entry in summary["results"]:
+            entry["evidence"] = mask_evidence(entry.get("evidence") or [], mask_fragments)
         summary["masking"] = {"masked": True, "known_values": len(masker.known), "patterns": ["email", "phone"]}
     else:
         summary["masking"] = {"masked": False, "known_values": 0, "patterns": []}

@@ -37,7 +37,9 @@ def build_story(root: Path, setup: PersonalizedSetup, *, fast: bool = True) -> S
     r = setup.recipe
     ft = {"epochs": 1 if fast else r.finetune_epochs, "learning_rate": r.learning_rate, "batch_size": r.batch_size,
           "max_length": r.max_length, "seed": 0}
-    pii = {"likelihood": True, "pii_types": ["email"], "max_new_tokens": 24, "num_candidates": 10 if fast else 20}
+    pii = {"likelihood": True, "pii_types": ["email"], "max_new_tokens": 24, "num_candidates": 19}
+    if fast:  # twin templates only, five decoys: the same story in a fraction of the probes
+        pii.update(levels=[1], num_candidates=5)
     compared = run_comparison(CompareSpec(
         base=setup.base_spec, corpus=setup.corpus_path, subjects=setup.subjects_path, out=root / "compare", seed=0,
         defenses={"none": ft, "dp_sgd": {**ft, "target_epsilon": 8.0}},
@@ -45,9 +47,11 @@ def build_story(root: Path, setup: PersonalizedSetup, *, fast: bool = True) -> S
     tiny = [setup.base_spec, setup.finetuned_spec]
     spec = AuditSpec(
         targets=tiny, out=root / "story", seed=0, thresholds=dict(STORY_THRESHOLDS),
-        attacks={"pii": {**pii, "pii_types": ["email", "phone"], "subjects": str(setup.subjects_path), "targets": tiny},
+        attacks={"pii": {**pii, "pii_types": ["email"] if fast else ["email", "phone"], "subjects": str(setup.subjects_path),
+                         "targets": tiny},
                  "membership": {"corpus": str(setup.corpus_path), "reference": setup.base_spec,
-                                "targets": [setup.finetuned_spec], "canaries": False, "bootstrap": 200}})
+                                "targets": [setup.finetuned_spec], "canaries": False,
+                                "bootstrap": 100 if fast else 200}})
 
     def outputs(results: list[AttackResult], manifest: Mapping[str, Any]) -> None:
         write_reports(spec.out, [*results, compared.summary_result], manifest, thresholds=spec.thresholds)

@@ -65,7 +65,7 @@ def test_first_screen_has_summary_headline_table_evidence_and_tradeoff_without_n
     assert "FAIL: " in _section(dom, "verdict", "section")  # the fine-tune leaks beyond 5%
     summary = _section(dom, "executive-summary", "ul")
     assert re.search(r"finetuned reveals \d+% \[\d+, \d+\] of its \d+ data subjects' PII fields verbatim", summary), summary
-    assert re.search(r"membership AUC on \S+ \d\.\d\d \[\d\.\d\d, \d\.\d\d\]", summary)
+    assert re.search(r"Membership inference on finetuned: AUC \d\.\d\d \[\d\.\d\d, \d\.\d\d\] \(0\.5 = chance\)", summary)
     assert re.search(r"dp_sgd \(epsilon [\d.]+\) brings verbatim leakage to \d+% \[\d+, \d+\] at a held-out perplexity", summary)
     table = _section(dom, "headline-table", "table")
     rows = table.count("<tr>") - 1

@@ -187,3 +187,21 @@ def test_a_1x_run_folder_is_re_rendered_into_2x_but_not_gated(fixture_attack, tm
     assert new["schema_version"] == SCHEMA_VERSION
     assert new["results"][0]["metrics"]["exact_match_rate"]["direction"] == "higher_is_worse"
     assert run_gate(run, {f"{ATTACK_NAME}.exact_match_rate": "<= 0.99"}).exit_code == 0
+
+
+def test_a_re_render_re_summarizes_attacks_restricted_to_some_targets(fixture_attack, tmp_path):
+    """An attack table's reserved `targets` key (the demo uses it) is no attack parameter: the
+    re-render still re-derives the result from its records, evidence and subject ranking included."""
+    from privaudit.reports.rundir import render_run
+
+    run = tmp_path / "run"
+    write_run(run, make_subjects(4))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["attacks"][ATTACK_NAME]["targets"] = ["tiny-a", "tiny-b"]
+    (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    before = json.loads((run / "summary.json").read_text())
+    render_run(run)
+    after = json.loads((run / "summary.json").read_text())
+    assert after["notes"] == []
+    assert [r["evidence"] for r in after["results"]] == [r["evidence"] for r in before["results"]]
+    assert after["results"][0]["evidence"] and after["subject_risk"] == before["subject_risk"]
