@@ -158,3 +158,19 @@ def test_target_labels_are_short_when_unique():
         "hf:/a/base": "base", "hf:/b/ft": "ft", "openai:http://127.0.0.1:8000/v1#llama": "llama",
         "builtin:smollm2": "builtin:smollm2"}
     assert target_labels(["hf:/a/model", "hf:/b/model"]) == {"hf:/a/model": "hf:/a/model", "hf:/b/model": "hf:/b/model"}
+
+
+def test_the_builtin_attacks_declare_the_documented_headline_metrics():
+    from privaudit.compare import compare_metric_specs
+
+    declared = {name: {s.pattern for s in get_attack(name).metrics if s.headline}
+                for name in ("pii", "membership", "bias", "attributes")}
+    assert declared == {
+        "pii": {"exact_match_rate", "likelihood_top1_rate", "exact_match_rate_minus_baseline"},
+        "membership": {"auc", "tpr_at_1pct_fpr"},
+        "bias": {"max_refusal_gap", "max_over_refusal_gap", "max_accuracy_gap", "max_likelihood_accuracy_gap"},
+        "attributes": {"top1"},
+    }
+    compare = {s.pattern for s in compare_metric_specs(["dp"]) if s.headline}
+    assert compare == {"pii.exact_match_rate.dp", "pii.likelihood_top1_rate.dp", "membership.auc.dp",
+                       "membership.tpr_at_1pct_fpr.dp", "heldout_perplexity.dp"}
