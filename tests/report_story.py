@@ -38,8 +38,8 @@ def build_story(root: Path, setup: PersonalizedSetup, *, fast: bool = True) -> S
     ft = {"epochs": 1 if fast else r.finetune_epochs, "learning_rate": r.learning_rate, "batch_size": r.batch_size,
           "max_length": r.max_length, "seed": 0}
     pii = {"likelihood": True, "pii_types": ["email"], "max_new_tokens": 24, "num_candidates": 19}
-    if fast:  # twin templates only, five decoys: the same story in a fraction of the probes
-        pii.update(levels=[1], num_candidates=5)
+    if fast:  # the two templates that leak most on this setup, five decoys: the same story, fewer probes
+        pii.update(template_ids=["email-twin-3", "email-twin-4"], num_candidates=5, max_new_tokens=20)
     compared = run_comparison(CompareSpec(
         base=setup.base_spec, corpus=setup.corpus_path, subjects=setup.subjects_path, out=root / "compare", seed=0,
         defenses={"none": ft, "dp_sgd": {**ft, "target_epsilon": 8.0}},
@@ -51,7 +51,7 @@ def build_story(root: Path, setup: PersonalizedSetup, *, fast: bool = True) -> S
                          "targets": tiny},
                  "membership": {"corpus": str(setup.corpus_path), "reference": setup.base_spec,
                                 "targets": [setup.finetuned_spec], "canaries": False,
-                                "bootstrap": 100 if fast else 200}})
+                                "bootstrap": 100 if fast else 200, **({"max_documents": 40} if fast else {})}})
 
     def outputs(results: list[AttackResult], manifest: Mapping[str, Any]) -> None:
         write_reports(spec.out, [*results, compared.summary_result], manifest, thresholds=spec.thresholds)
