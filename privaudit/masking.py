@@ -160,6 +160,28 @@ class Masker:
         return mask_tree(obj, self)
 
 
+# A model also writes *parts* of PII (a phone's first digits, an address number, an email cut off
+# before its domain) that no whole known value or pattern matches. Evidence excerpts show raw model
+# text around a hit, so there every run of 3+ digits and every token with an '@' is masked too.
+_DIGIT_RUN_RE = re.compile(r"\+?\(?\d[\d().\-/ ]*\d|\d")
+_AT_TOKEN_RE = re.compile(r"[^\s<>\"']*@[^\s<>\"']*")
+
+
+def mask_fragments(text: str) -> str:
+    """`text` with digit runs of 3+ digits -> `***` and @-tokens masked (already masked ones kept)."""
+    if not isinstance(text, str) or not text:
+        return text
+
+    def digits(m: re.Match[str]) -> str:
+        return MASK if sum(ch.isdigit() for ch in m.group(0)) >= 3 else m.group(0)
+
+    def at_token(m: re.Match[str]) -> str:
+        tok = m.group(0)
+        return tok if MASK in tok else (tok[:1] + MASK + "@" + MASK)
+
+    return _AT_TOKEN_RE.sub(at_token, _DIGIT_RUN_RE.sub(digits, text))
+
+
 def _merge(spans: list[tuple[int, int, str]], text: str) -> list[tuple[int, int, str]]:
     """Overlapping spans become one span covering them all, masked by its widest member's rule."""
     spans.sort(key=lambda s: (s[0], -(s[1] - s[0])))
@@ -196,6 +218,8 @@ def mask_tree(obj: Any, masker: Masker | Callable[[str], str] | None = None) -> 
 STRUCTURAL_KEYS = frozenset({
     "value", "low", "high", "n", "method", "attack", "target", "metrics", "tables", "charts",
     "assumptions", "provenance", "num_records", "kind", "title", "points", "label", "x", "y",
+    "evidence", "text", "leak", "prompt", "output", "left", "right", "note", "subject_risk", "subjects",
+    "subject_id", "rank", "headline",
 })
 
 

@@ -18,6 +18,8 @@ from markupsafe import Markup
 
 from privaudit.reports import report_format
 from privaudit.reports.charts import render_chart
+from privaudit.reports.findings import defenses_view, executive_summary, headline_table, target_labels
+from privaudit.reports.risk import RISK_TOP
 from privaudit.reports.text import display_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -131,11 +133,17 @@ def report_view(summary: Mapping[str, Any]) -> dict[str, Any]:
             "metrics": metrics,
             "tables": tables,
             "charts": chart_views(res.get("charts") or {}),
+            "evidence": evidence_view(res.get("evidence") or []),
             "assumptions": [display_text(a, 1000) for a in res.get("assumptions") or []],
             "provenance": [(display_text(k, 80), fmt_cell(v)) for k, v in (res.get("provenance") or {}).items()],
             "num_records": fmt_number(res.get("num_records")),
         })
     manifest = summary.get("manifest") or {}
+    status = {key: _worst([c.get("status") for c in checks]) for key, checks in checks_by_metric.items()}
+    defenses = defenses_view(summary)
+    if defenses is not None and defenses["chart"] is not None:
+        chart = defenses["chart"]
+        defenses["chart"] = {"title": display_text(chart.get("title") or "Privacy vs utility", 200), "svg": render_chart(chart)}
     env_info = manifest.get("environment") or {}
     return {
         "summary": summary,
@@ -148,6 +156,10 @@ def report_view(summary: Mapping[str, Any]) -> dict[str, Any]:
                     "compared_as": display_text(c.get("compared_as") or c.get("bound") or "", 40)}
                    for c in (gate or {}).get("checks") or []],
         "overview": overview,
+        "executive_summary": executive_summary(summary),
+        "headline": headline_table(summary, status),
+        "defenses": defenses,
+        "risk": risk_view(summary.get("subject_risk") or []),
         "attacks": [{"name": display_text(a, 80), "runs": runs} for a, runs in attacks.items()],
         "subjects": subjects,
         "targets": [(display_text(k, 200), display_text(v, 200)) for k, v in (manifest.get("targets") or {}).items()],
@@ -159,6 +171,52 @@ def report_view(summary: Mapping[str, Any]) -> dict[str, Any]:
         "packages": [(display_text(k, 80), display_text(v, 80)) for k, v in (env_info.get("packages") or {}).items()],
         "generator": summary.get("generator") or {},
     }
+
+
+def _segments(parts: Any) -> list[dict[str, Any]]:
+    return [{"text": display_text(p.get("text"), 2000), "leak": bool(p.get("leak"))}
+            for p in parts or [] if isinstance(p, Mapping)]
+
+
+def evidence_view(items: list[Any]) -> list[dict[str, Any]]:
+    """Evidence items (already masked in the summary) as escaped text segments for the template."""
+    out = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        view = {"kind": display_text(item.get("kind"), 40), "title": display_text(item.get("title"), 200),
+                "prompt": display_text(item.get("prompt") or "", 1000), "note": display_text(item.get("note") or "", 300),
+                "output": _segments(item.get("output"))}
+        for side in ("left", "right"):
+            part = item.get(side)
+            if isinstance(part, Mapping):
+                view[side] = {"label": display_text(part.get("label"), 200), "output": _segments(part.get("output"))}
+        out.append(view)
+    return out
+
+
+def risk_view(blocks: list[Any]) -> list[dict[str, Any]]:
+    """The top of each target's subject ranking (the whole ranking is in summary.json)."""
+    blocks = [b for b in blocks if isinstance(b, Mapping)]
+    labels = target_labels([str(b.get("target")) for b in blocks])
+    # the target that leaks most comes first (and opens): usually the personalized model, not its base
+    blocks = sorted(blocks, key=lambda b: -sum(int(r.get("fields_leaked") or 0) for r in b.get("subjects") or []
+                                               if isinstance(r, Mapping)))
+    out = []
+    for block in blocks:
+        if not isinstance(block, Mapping):
+            continue
+        rows = [r for r in block.get("subjects") or [] if isinstance(r, Mapping)]
+        out.append({"target": display_text(block.get("target"), 200), "label": display_text(labels[str(block.get("target"))], 60),
+                    "rows": [{"rank": fmt_number(r.get("rank")), "subject": display_text(r.get("subject_id"), 80),
+                              "leaked": f"{r.get('fields_leaked', 0)} of {r.get('fields_probed', 0)}",
+                              "fields": display_text(", ".join(map(str, r.get("leaked_fields") or [])), 200),
+                              "best_rank": (f"{r['best_likelihood_rank']} of {r['likelihood_candidates']}"
+                                            if r.get("best_likelihood_rank") is not None and r.get("likelihood_candidates")
+                                            else fmt_number(r.get("best_likelihood_rank"))),
+                              "membership": fmt_number(r.get("membership_score"))} for r in rows[:RISK_TOP]],
+                    "more": max(0, len(rows) - RISK_TOP)})
+    return out
 
 
 _WORSE = {"higher_is_worse": "higher", "lower_is_worse": "lower", "two_sided": "either way (size)"}

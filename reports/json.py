@@ -17,13 +17,13 @@ from privaudit.metrics import DIRECTIONS, KINDS
 from privaudit.reports import report_format
 from privaudit.reports.text import fix_surrogates, to_jsonable, truncate
 
-SCHEMA_VERSION = "2.0"  # 2.0: every metric carries its contract (kind, direction, unit, cluster, pattern)
+SCHEMA_VERSION = "2.1"  # 2.0: every metric carries its contract; 2.1: headline flag, evidence, subject_risk
 SUMMARY_FILE = "summary.json"
 # Strings in the summary are cut to this length (after masking); results.jsonl keeps them whole.
 SUMMARY_STRING_LIMIT = 10_000
 REQUIRED_RESULT_KEYS = ("attack", "target", "metrics", "tables", "charts", "assumptions", "provenance", "num_records")
 # What every metric of a 2.x summary holds: its numbers and its declared contract (the gate reads both).
-METRIC_KEYS = ("value", "low", "high", "n", "clusters", "method", "kind", "direction", "unit", "cluster", "pattern", "name")
+METRIC_KEYS = ("value", "low", "high", "n", "clusters", "method", "kind", "direction", "unit", "cluster", "pattern", "headline", "name")
 
 
 def build_summary(
@@ -42,7 +42,10 @@ def build_summary(
     from privaudit import __version__
     from privaudit.masking import masker_for_results
 
-    entries = [to_jsonable(r.to_summary()) for r in results]
+    from privaudit.reports.evidence import evidence_of
+    from privaudit.reports.risk import subject_risk
+
+    entries = [to_jsonable({**r.to_summary(), "evidence": evidence_of(r)}) for r in results]
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generator": {"name": "privaudit", "version": __version__},
@@ -51,13 +54,19 @@ def build_summary(
         "notes": [str(n) for n in notes],
         "manifest": to_jsonable(dict(manifest)),
         "results": entries,
+        "subject_risk": to_jsonable(subject_risk(results)),
         "gate": None,
     }
     if thresholds:
         summary["gate"] = gate_section(summary, thresholds)
     if not show_pii:
+        from privaudit.masking import mask_fragments
+        from privaudit.reports.evidence import mask_evidence
+
         masker = masker if masker is not None else masker_for_results(results)
         summary = masker.mask_tree(summary)
+        for entry in summary["results"]:
+            entry["evidence"] = mask_evidence(entry.get("evidence") or [], mask_fragments)
         summary["masking"] = {"masked": True, "known_values": len(masker.known), "patterns": ["email", "phone"]}
     else:
         summary["masking"] = {"masked": False, "known_values": 0, "patterns": []}

@@ -135,6 +135,8 @@ def _resummarize(attack: str, target: str, records: pd.DataFrame, params: Mappin
     from privaudit.attacks.base import get_attack
 
     cls = get_attack(attack)
+    # `targets` is the audit's reserved key (which targets the attack ran on), not a parameter
+    params = {k: v for k, v in params.items() if k != "targets"}
     instance = cls.from_config(params, f"manifest.json: config.attacks.{attack}")
     return instance.summarize(target, records)
 

@@ -14,8 +14,9 @@ from privaudit.reports.json import SCHEMA_VERSION, read_summary, render_json, va
 from report_fixtures import ATTACK_NAME, make_subjects, registered_fixture_attack, write_run
 
 SCHEMA_DOC = Path(__file__).resolve().parents[1] / "reports" / "SCHEMA.md"
-TOP_LEVEL = {"schema_version", "generator", "pii_shown", "masking", "notes", "manifest", "results", "gate"}
-RESULT_KEYS = {"attack", "target", "metrics", "tables", "charts", "assumptions", "provenance", "num_records"}
+# 2.1: subject_risk (per-subject ranking), evidence per result, headline per metric
+TOP_LEVEL = {"schema_version", "generator", "pii_shown", "masking", "notes", "manifest", "results", "subject_risk", "gate"}
+RESULT_KEYS = {"attack", "target", "metrics", "tables", "charts", "assumptions", "provenance", "num_records", "evidence"}
 # 2.0: the numbers, the interval's clusters and method, and the metric's declared contract
 ESTIMATE_KEYS = {"value", "low", "high", "n", "clusters", "method", "kind", "direction", "unit", "cluster", "pattern", "headline",
                  "name"}
@@ -186,3 +187,21 @@ def test_a_1x_run_folder_is_re_rendered_into_2x_but_not_gated(fixture_attack, tm
     assert new["schema_version"] == SCHEMA_VERSION
     assert new["results"][0]["metrics"]["exact_match_rate"]["direction"] == "higher_is_worse"
     assert run_gate(run, {f"{ATTACK_NAME}.exact_match_rate": "<= 0.99"}).exit_code == 0
+
+
+def test_a_re_render_re_summarizes_attacks_restricted_to_some_targets(fixture_attack, tmp_path):
+    """An attack table's reserved `targets` key (the demo uses it) is no attack parameter: the
+    re-render still re-derives the result from its records, evidence and subject ranking included."""
+    from privaudit.reports.rundir import render_run
+
+    run = tmp_path / "run"
+    write_run(run, make_subjects(4))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["attacks"][ATTACK_NAME]["targets"] = ["tiny-a", "tiny-b"]
+    (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    before = json.loads((run / "summary.json").read_text())
+    render_run(run)
+    after = json.loads((run / "summary.json").read_text())
+    assert after["notes"] == []
+    assert [r["evidence"] for r in after["results"]] == [r["evidence"] for r in before["results"]]
+    assert after["results"][0]["evidence"] and after["subject_risk"] == before["subject_risk"]

@@ -45,7 +45,7 @@ def test_one_testcase_per_gate_check_from_a_run(fixture_attack, tmp_path):
         failure = c.find("failure")
         assert "not <= 0.0001" in failure.get("message") and failure.text == failure.get("message")
     props = {p.get("name"): p.get("value") for p in suite.find("properties")}
-    assert props == {"schema_version": "2.0", "pii_shown": "False", "gate_status": "fail"}
+    assert props == {"schema_version": "2.1", "pii_shown": "False", "gate_status": "fail"}
 
 
 def test_unmeasured_checks_are_errors_and_passes_are_bare():
