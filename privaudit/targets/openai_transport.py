@@ -3,8 +3,10 @@
 Why it is built this way: audits send thousands of requests to servers that throttle (429), restart
 (5xx, dropped connections) or stall, and an audit that dies on the first hiccup is useless. So every
 request has a timeout and bounded retries with exponential backoff plus jitter (honouring a capped
-Retry-After); work goes out through a thread pool that keeps at most `concurrency` requests in
-flight (the server batches concurrent requests; vLLM does so continuously); and when it gives up it
+Retry-After); work goes out through a thread pool of `concurrency` threads, and an AIMD window
+(`openai_limiter`) decides how many of them may have a request in flight: it grows while the server
+keeps up and halves on 429/503, timeouts or rising latency (the server batches concurrent requests;
+vLLM does so continuously, so a served model wants hundreds in flight); and when it gives up it
 says so in one line (what failed, the URL, how many attempts). The API key lives only in the HTTP
 client's headers and is scrubbed from every message this module writes.
 """
@@ -22,12 +24,16 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from privaudit.errors import TargetError
 from privaudit.targets.openai_api import EndpointOptions, redact_url
+from privaudit.targets.openai_limiter import AdaptiveLimiter
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 # Statuses worth retrying: throttling, timeouts at a proxy, and transient server failures.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# Statuses that mean "too much load": the adaptive window halves on them (others leave it alone).
+THROTTLE_STATUSES = frozenset({429, 503})
+OVERLOAD_STATUSES = frozenset({408, 504})  # the server (or a proxy) timed out: like a client timeout
 
 
 class EndpointHTTPError(TargetError):
@@ -100,6 +106,8 @@ class Transport:
             follow_redirects=False,
         )
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="privaudit-http")
+        self.limiter = AdaptiveLimiter(options.concurrency, adaptive=options.adaptive,
+                                       latency_factor=options.latency_factor)
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
 
@@ -122,16 +130,33 @@ class Transport:
                 raise Cancelled()
             attempts += 1
             retry_after: float | None = None
+            if not self.limiter.acquire(cancel):
+                raise Cancelled()
+            started = time.monotonic()
             try:
                 response = self._client.request(method, url, json=payload)
             except httpx.TimeoutException:
+                self.limiter.on_failure()
                 problem = f"timed out after {self.options.timeout:g} s"
             except httpx.TransportError as exc:
+                self.limiter.on_other()  # a dropped connection is a fault, not a sign of load
                 problem = f"connection failed ({type(exc).__name__}: {self.redact(str(exc)) or 'no detail'})"
+            except BaseException:
+                self.limiter.on_other()
+                raise
             else:
                 status = response.status_code
                 if 200 <= status < 300:
+                    kind = (path, payload.get("max_tokens")) if payload is not None else None
+                    self.limiter.on_success(time.monotonic() - started, kind)
                     return self._decode(response, shown, attempts)
+                if status in THROTTLE_STATUSES:
+                    said = parse_retry_after(response.headers.get("retry-after"))
+                    self.limiter.on_throttle(None if said is None else min(said, self.options.max_retry_after))
+                elif status in OVERLOAD_STATUSES:
+                    self.limiter.on_failure()
+                else:
+                    self.limiter.on_other()
                 detail = self._error_detail(response)
                 if status not in RETRY_STATUSES:
                     hint = ""
@@ -217,6 +242,10 @@ class Transport:
             for f in futures:
                 f.cancel()
             raise
+
+    def client_stats(self) -> dict[str, Any]:
+        """The adaptive window's record (settled and peak concurrency, back-offs) for the manifest."""
+        return {"adaptive": self.options.adaptive, **self.limiter.stats.to_dict()}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
