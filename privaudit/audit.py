@@ -150,7 +150,7 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
             )
         try:
             identity = check_resume(spec.out, manifest, [*spec.targets, *nested], data_paths,
-                                    has_results=bool(store.done_keys()))
+                                    has_results=store.has_records())
         except RunIdentityError:
             raise  # refused: the folder still holds, unchanged, the results of the run it records
         except BaseException as exc:
