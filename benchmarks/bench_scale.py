@@ -62,14 +62,14 @@ def scaling(concurrencies: list[int], prompts_per_level: int, latency: float, ca
             n = max(prompts_per_level, conc * 8)
             prompts = [f"scaling {conc} prompt {i}" for i in range(n)]
             before = server_stats(port)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = target.generate(prompts, cfg)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             after = server_stats(port)
             stats = target.client_stats()
             target.close()
             rows.append({"concurrency": conc, "prompts": n, "answered": len(out), "wall_s": wall,
-                         "rate": n / wall, "settled": stats["settled_concurrency"], "max_in_flight": stats["max_in_flight"],
+                         "rate": n / wall, "cpu_ms": 1000 * cpu / n, "settled": stats["settled_concurrency"], "max_in_flight": stats["max_in_flight"],
                          "server_429": after["throttled"] - before["throttled"],
                          "failed": n - sum(1 for o in out if o and o[0])})
     finally:
@@ -77,11 +77,13 @@ def scaling(concurrencies: list[int], prompts_per_level: int, latency: float, ca
         proc.wait()
     base = rows[0]["rate"]
     print(f"\nclient throughput vs concurrency (server latency {latency * 1000:.0f} ms, server cap {cap})")
-    print("| concurrency cap | prompts | rate (prompts/s) | vs first | ideal | settled window | max in flight | 429s | failed |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| concurrency cap | prompts | rate (prompts/s) | vs first | ideal | client CPU ms/prompt | settled window | "
+          "max in flight | 429s | failed |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         ideal = min(r["concurrency"], cap) / min(rows[0]["concurrency"], cap)
         print(f"| {r['concurrency']} | {r['prompts']} | {r['rate']:.1f} | {r['rate'] / base:.1f}x | {ideal:.0f}x | "
+              f"{r['cpu_ms']:.2f} | "
               f"{r['settled']} | {r['max_in_flight']} | {r['server_429']} | {r['failed']} |")
     return rows
 
@@ -125,7 +127,7 @@ def run_size(work: Path, n: int, port: int, concurrency: int, batch_size: int, b
     metric = summary["results"][0]["metrics"]["probe_exact_match_rate"]
     return {"subjects": n, "probes": expected, "stored": lines, "lost": expected - len(keys),
             "duplicated": lines - len(keys), "wall_s": wall, "rate": expected / wall,
-            "peak_rss_mib": usage.ru_maxrss / 1024, "settled": client.get("settled_concurrency"),
+            "peak_rss_mib": usage.ru_maxrss / 1024, "cpu_ms": 1000 * (usage.ru_utime + usage.ru_stime) / expected, "settled": client.get("settled_concurrency"),
             "max_in_flight": client.get("max_in_flight"), "throttled": client.get("throttled"),
             "summary_n": metric["n"], "summary_bytes": (out / "summary.json").stat().st_size}
 
@@ -147,10 +149,12 @@ def sizes(ns: list[int], a: argparse.Namespace, work: Path) -> list[dict]:
     print(f"\nwhole audit (PII, {len(TEMPLATES)} probes/subject, server latency {latency * 1000:.0f} ms, cap {cap}, "
           f"{error_rate:.0%} 5xx + {drop_rate:.0%} dropped; client concurrency cap {concurrency}, "
           f"{a.batch} prompts/request, --batch-size {batch_size})")
-    print("| subjects | probes | wall (s) | probes/s | settled / max in flight | lost | duplicated | peak RSS (MiB) | RSS vs 1x |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| subjects | probes | wall (s) | probes/s | CPU ms/probe | settled / max in flight | lost | duplicated | "
+          "peak RSS (MiB) | RSS vs 1x |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['subjects']:,} | {r['probes']:,} | {r['wall_s']:.1f} | {r['rate']:.0f} | {r['settled']} / "
+        print(f"| {r['subjects']:,} | {r['probes']:,} | {r['wall_s']:.1f} | {r['rate']:.0f} | {r['cpu_ms']:.2f} | "
+              f"{r['settled']} / "
               f"{r['max_in_flight']} | {r['lost']} | {r['duplicated']} | {r['peak_rss_mib']:.0f} | "
               f"{r['peak_rss_mib'] / base:.2f}x |")
     print(f"server saw: {stats}")

@@ -165,13 +165,15 @@ class Masker:
 
         Alternation takes the first alternative that matches; dropping alternatives that match
         nowhere in `texts` changes no match. A value is kept unless it is ASCII, 4+ characters
-        and its first 4 characters (lower-cased) are no 4-gram of the lower-cased, all-ASCII texts.
+        and, lower-cased, occurs nowhere in the lower-cased, all-ASCII texts (a 4-gram set screens
+        first, so the substring search runs only for values whose first 4 characters occur).
         """
         joined = "\x00".join(texts).lower()
         if not joined.isascii():
             return self  # IGNORECASE equates some non-ASCII letters with ASCII ones: no shortcut
         grams = {joined[i:i + 4] for i in range(len(joined) - 3)}
-        keep = [v for v in self._known if len(v) < 4 or not v.isascii() or v[:4].lower() in grams]
+        keep = [v for v in self._known if len(v) < 4 or not v.isascii()
+                or (v[:4].lower() in grams and v.lower() in joined)]
         narrowed = Masker(keep, patterns=self.patterns)
         narrowed._detector, narrowed._detected = self._detector, self._detected
         return narrowed
