@@ -147,7 +147,7 @@ def sizes(ns: list[int], a: argparse.Namespace, work: Path) -> list[dict]:
         proc.wait()
     base = rows[0]["peak_rss_mib"]
     print(f"\nwhole audit (PII, {len(TEMPLATES)} probes/subject, server latency {latency * 1000:.0f} ms, cap {cap}, "
-          f"{error_rate:.0%} 5xx + {drop_rate:.0%} dropped; client concurrency cap {concurrency}, "
+          f"{error_rate:.1%} 5xx + {drop_rate:.1%} dropped; client concurrency cap {concurrency}, "
           f"{a.batch} prompts/request, --batch-size {batch_size})")
     print("| subjects | probes | wall (s) | probes/s | CPU ms/probe | settled / max in flight | lost | duplicated | "
           "peak RSS (MiB) | RSS vs 1x |")
