@@ -129,58 +129,71 @@ class Transport:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
             attempts += 1
-            retry_after: float | None = None
             if not self.limiter.acquire(cancel):
                 raise Cancelled()
             started = time.monotonic()
+            response, error = None, None
             try:
                 response = self._client.request(method, url, json=payload)
-            except httpx.TimeoutException:
-                self.limiter.on_failure()
-                problem = f"timed out after {self.options.timeout:g} s"
-            except httpx.TransportError as exc:
-                self.limiter.on_other()  # a dropped connection is a fault, not a sign of load
-                problem = f"connection failed ({type(exc).__name__}: {self.redact(str(exc)) or 'no detail'})"
+            except httpx.TransportError as exc:  # timeouts included
+                error = exc
             except BaseException:
                 self.limiter.on_other()
                 raise
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    kind = (path, payload.get("max_tokens")) if payload is not None else None
-                    self.limiter.on_success(time.monotonic() - started, kind)
-                    return self._decode(response, shown, attempts)
-                if status in THROTTLE_STATUSES:
-                    said = parse_retry_after(response.headers.get("retry-after"))
-                    self.limiter.on_throttle(None if said is None else min(said, self.options.max_retry_after))
-                elif status in OVERLOAD_STATUSES:
-                    self.limiter.on_failure()
-                else:
-                    self.limiter.on_other()
-                detail = self._error_detail(response)
-                if status not in RETRY_STATUSES:
-                    hint = ""
-                    if status in (401, 403):
-                        hint = (f"; check the key in ${self.options.api_key_env}" if self.options.api_key_env
-                                else "; the endpoint wants an API key: pass api_key_env=VAR")
-                    raise EndpointHTTPError(f"{self.where}: {method} {shown} returned HTTP {status}{detail}{hint}",
-                                            status)
-                problem = f"HTTP {status}{detail}"
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if attempts > self.options.max_retries:
-                raise TargetError(
-                    f"{self.where}: gave up on {method} {shown} after {attempts} attempt"
-                    f"{'s' if attempts > 1 else ''}: {problem}"
-                )
-            with self._rng_lock:
-                jitter = self._rng.random()
-            delay = backoff_delay(attempts, self.options.backoff, self.options.max_backoff, jitter,
-                                  retry_after, self.options.max_retry_after)
+            result = self._outcome(method, path, payload, shown, attempts, started, response, error)
+            if isinstance(result, dict):
+                return result
+            delay = self._retry_delay(method, shown, attempts, *result)
             if cancel is not None:
                 if cancel.wait(delay):
                     raise Cancelled()
             else:
                 time.sleep(delay)
+
+    def _outcome(self, method: str, path: str, payload: Mapping[str, Any] | None, shown: str, attempts: int,
+                 started: float, response: Any, error: BaseException | None) -> dict[str, Any] | tuple[str, float | None]:
+        """One attempt, classified (and reported to the adaptive window): the decoded JSON object, or
+        (problem, retry_after) when it is worth retrying; raises when it is not."""
+        import httpx
+
+        if error is not None:
+            if isinstance(error, httpx.TimeoutException):
+                self.limiter.on_failure()
+                return f"timed out after {self.options.timeout:g} s", None
+            self.limiter.on_other()  # a dropped connection is a fault, not a sign of load
+            return f"connection failed ({type(error).__name__}: {self.redact(str(error)) or 'no detail'})", None
+        status = response.status_code
+        if 200 <= status < 300:
+            kind = (path, payload.get("max_tokens")) if payload is not None else None
+            self.limiter.on_success(time.monotonic() - started, kind)
+            return self._decode(response, shown, attempts)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status in THROTTLE_STATUSES:
+            self.limiter.on_throttle(None if retry_after is None else min(retry_after, self.options.max_retry_after))
+        elif status in OVERLOAD_STATUSES:
+            self.limiter.on_failure()
+        else:
+            self.limiter.on_other()
+        detail = self._error_detail(response)
+        if status not in RETRY_STATUSES:
+            hint = ""
+            if status in (401, 403):
+                hint = (f"; check the key in ${self.options.api_key_env}" if self.options.api_key_env
+                        else "; the endpoint wants an API key: pass api_key_env=VAR")
+            raise EndpointHTTPError(f"{self.where}: {method} {shown} returned HTTP {status}{detail}{hint}", status)
+        return f"HTTP {status}{detail}", retry_after
+
+    def _retry_delay(self, method: str, shown: str, attempts: int, problem: str, retry_after: float | None) -> float:
+        """Seconds before the next attempt; the one-line give-up error once the retries are spent."""
+        if attempts > self.options.max_retries:
+            raise TargetError(
+                f"{self.where}: gave up on {method} {shown} after {attempts} attempt"
+                f"{'s' if attempts > 1 else ''}: {problem}"
+            )
+        with self._rng_lock:
+            jitter = self._rng.random()
+        return backoff_delay(attempts, self.options.backoff, self.options.max_backoff, jitter,
+                             retry_after, self.options.max_retry_after)
 
     def _decode(self, response: Any, shown: str, attempts: int) -> dict[str, Any]:
         try:
