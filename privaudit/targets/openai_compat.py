@@ -44,7 +44,6 @@ from privaudit.targets.openai_api import (  # noqa: F401  (public names re-expor
     sampling_body,
     split_location,
 )
-from privaudit.targets.openai_async import AsyncRequests
 from privaudit.targets.openai_transport import (  # noqa: F401
     RETRY_STATUSES,
     Cancelled,
@@ -79,7 +78,6 @@ class OpenAICompatTarget:
                     f"{self.name}: environment variable {self.options.api_key_env} (api_key_env) is not set or empty"
                 )
         self._http = Transport(self.base_url, self.options, key)
-        self._async = AsyncRequests(self._http)  # generate/chat/score: one event loop, many in flight
         self._model_info: dict[str, Any] | None = None
         self._score_reason = "disabled with score=false" if self.options.score is False else ""
         caps = {GENERATE}
@@ -140,30 +138,34 @@ class OpenAICompatTarget:
     def generate(self, prompts: Sequence[str], cfg: GenerationConfig) -> list[list[str]]:
         body, n = sampling_body(self.model, cfg)
         chunks = [list(prompts[i : i + self.options.batch]) for i in range(0, len(prompts), self.options.batch)]
-        datas = self._async.run([("POST", "/completions", {**body, "prompt": chunk[0] if len(chunk) == 1 else chunk})
-                                 for chunk in chunks])
-        out: list[list[str]] = []
-        for chunk, data in zip(chunks, datas):
+
+        def one(chunk: list[str], cancel: threading.Event) -> list[list[str]]:
+            payload = {**body, "prompt": chunk[0] if len(chunk) == 1 else chunk}
+            data = self._http.request("POST", "/completions", payload, cancel)
             texts = choice_texts(self._choices(data, len(chunk) * n), self._where, lambda c: c.get("text"))
-            out.extend(texts[i * n : (i + 1) * n] for i in range(len(chunk)))
+            return [texts[i * n : (i + 1) * n] for i in range(len(chunk))]
+
+        out = [row for rows in self._http.map(one, chunks) for row in rows]
         return out if cfg.do_sample else [row * cfg.num_samples for row in out]
 
     def chat(self, conversations: Sequence[Sequence[Message]], cfg: GenerationConfig) -> list[list[str]]:
         if CHAT not in self.capabilities:
             raise CapabilityError(f"target '{self.name}' has chat disabled (chat=false)")
         body, n = sampling_body(self.model, cfg)
-        calls = [("POST", "/chat/completions",
-                  {**body, "messages": [{"role": m["role"], "content": m["content"]} for m in conv]})
-                 for conv in conversations]
-        try:
-            datas = self._async.run(calls)
-        except EndpointHTTPError as exc:
-            if exc.status in (404, 405, 501):
-                raise CapabilityError(f"{self._where} has no chat endpoint (HTTP {exc.status}); "
-                                      "use raw-completion attacks or chat=false") from None
-            raise
-        out = [choice_texts(self._choices(data, n), self._where, lambda c: (c.get("message") or {}).get("content"))
-               for data in datas]
+
+        def one(conv: Sequence[Message], cancel: threading.Event) -> list[str]:
+            payload = {**body, "messages": [{"role": m["role"], "content": m["content"]} for m in conv]}
+            try:
+                data = self._http.request("POST", "/chat/completions", payload, cancel)
+            except EndpointHTTPError as exc:
+                if exc.status in (404, 405, 501):
+                    raise CapabilityError(f"{self._where} has no chat endpoint (HTTP {exc.status}); "
+                                          "use raw-completion attacks or chat=false") from None
+                raise
+            return choice_texts(self._choices(data, n), self._where,
+                                lambda c: (c.get("message") or {}).get("content"))
+
+        out = self._http.map(one, list(conversations))
         return out if cfg.do_sample else [row * cfg.num_samples for row in out]
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
@@ -173,14 +175,7 @@ class OpenAICompatTarget:
             raise self._no_score(self._score_reason or "no score capability")
         pairs = list(zip(prompts, continuations))
         chunks = [pairs[i : i + self.options.batch] for i in range(0, len(pairs), self.options.batch)]
-        try:
-            datas = self._async.run([("POST", "/completions", echo_logprobs_body(self.model, [p + c for p, c in ch]))
-                                     for ch in chunks])
-        except EndpointHTTPError as exc:
-            if exc.status in UNSUPPORTED_STATUSES:
-                raise self._no_score(f"the server rejected echo+logprobs with HTTP {exc.status}") from None
-            raise
-        return [v for ch, data in zip(chunks, datas) for v in self._scores_of(ch, data, probe=False)]
+        return [v for vs in self._http.map(lambda ch, cancel: self._score_chunk(ch, cancel=cancel), chunks) for v in vs]
 
     def _no_score(self, reason: str) -> CapabilityError:
         err = CapabilityError(f"target '{self.name}' cannot score continuations ({reason}); {SCORING_ATTACKS} "
@@ -197,10 +192,6 @@ class OpenAICompatTarget:
             if exc.status in UNSUPPORTED_STATUSES:
                 raise self._no_score(f"the server rejected echo+logprobs with HTTP {exc.status}") from None
             raise
-        return self._scores_of(pairs, data, probe)
-
-    def _scores_of(self, pairs: Sequence[tuple[str, str]], data: Mapping[str, Any], probe: bool) -> list[float]:
-        fulls = [p + c for p, c in pairs]
         scores = []
         for (prompt, _), full, choice in zip(pairs, fulls, self._choices(data, len(pairs))):
             logprobs = choice.get("logprobs")
@@ -223,7 +214,6 @@ class OpenAICompatTarget:
         return response_choices(data, expected, self._where, self._http.redact)
 
     def close(self) -> None:
-        self._async.close()
         self._http.close()
 
 

@@ -93,15 +93,6 @@ class AdaptiveLimiter:
             self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
             return True
 
-    def try_acquire(self) -> bool:
-        """Take a slot if one is free now (and no Retry-After pause runs): the asyncio path's acquire."""
-        with self._cond:
-            if self._pause_until > self._clock() or self._in_flight >= int(self.stats.window):
-                return False
-            self._in_flight += 1
-            self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
-            return True
-
     def on_success(self, latency_s: float, kind: Hashable = None) -> None:
         """A request answered 2xx after `latency_s`: grow the window, or shrink it if latency rose.
 
