@@ -129,6 +129,17 @@ class RunContext:
         """All stored records of this attack on this target (finished in this run or an earlier one)."""
         return pd.DataFrame(list(self.store.iter_records(attack=attack, target=target)))
 
+    def summary_records(self, attack: str, target: str,
+                        slim: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> pd.DataFrame:
+        """`records`, streamed through `slim` (drop what the summary never reads: prompts, outputs).
+
+        At a user base's scale the full records do not fit in memory; the slim frame holds a few
+        small shared values per record (`privaudit.engine.records.record_frame`).
+        """
+        from privaudit.engine.records import record_frame
+
+        return record_frame(self.store.iter_records(attack=attack, target=target), slim)
+
 
 def _batches_by_weight(units: list[list[tuple[str, ItemT]]], cost: list[int], size: int,
                        group: Callable[[ItemT], Any] | None) -> Iterator[tuple[list[list[tuple[str, ItemT]]], int]]:

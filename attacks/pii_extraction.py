@@ -60,10 +60,15 @@ from privaudit.attacks.pii_summary import (  # noqa: F401  (public before the sp
     probe_rate,
     subject_field_rate,
     subject_field_units,
+    slim_record,
     subject_view_lines,
     summarize_records,
 )
-from privaudit.data.subjects import DataSubject, load_subjects
+
+# Subjects per chunk of the streamed extraction path: large enough that batches stay full (a chunk
+# of 2048 subjects is thousands of probes), small enough that probes never dominate memory.
+SUBJECT_CHUNK = 2048
+from privaudit.data.subjects import DataSubject, iter_subjects, load_subjects
 from privaudit.errors import CapabilityError, InputError
 from privaudit.metrics import MetricSpecs
 from privaudit.targets.base import GENERATE, GRADIENTS, SCORE, GenerationConfig, Target, require
@@ -160,21 +165,32 @@ class PiiExtraction(Attack):
         return subjects
 
     def build_probes(self, subjects: Sequence[DataSubject]) -> list[Probe]:
+        probes = self._probes_of(subjects, self._templates())
+        if not probes:
+            raise self._no_probes()
+        return probes
+
+    def _templates(self):  # -> TemplateSet, the packaged templates plus the user's, ids checked
         templates = load_templates(self.params.templates_file or None)
         unknown = sorted(set(self.params.template_ids) - {t.id for t in templates.templates})
         if unknown:
             raise InputError(f"template_ids: unknown template '{unknown[0]}'")
-        probes = build_probes(subjects, templates, pii_types=self.params.pii_types, levels=self.params.levels,
-                              template_ids=self.params.template_ids)
-        if not probes:
-            raise InputError(
-                f"{self.params.subjects}: no probes: the subjects have none of the PII types "
-                f"{list(self.params.pii_types) or 'any'} at the requested levels/templates"
-            )
-        return probes
+        return templates
+
+    def _probes_of(self, subjects: Sequence[DataSubject], templates) -> list[Probe]:
+        return build_probes(subjects, templates, pii_types=self.params.pii_types, levels=self.params.levels,
+                            template_ids=self.params.template_ids)
+
+    def _no_probes(self) -> InputError:
+        return InputError(
+            f"{self.params.subjects}: no probes: the subjects have none of the PII types "
+            f"{list(self.params.pii_types) or 'any'} at the requested levels/templates"
+        )
 
     # ------------------------------------------------------------------------------------------- run
     def run(self, target: Target, ctx: RunContext) -> AttackResult:
+        if self._streams():
+            return self._run_streamed(target, ctx)
         subjects = self.load_subjects()
         probes = self.build_probes(subjects)
         cfg = self.params.generation_config(ctx.seed)
@@ -193,6 +209,43 @@ class PiiExtraction(Attack):
             run_scan(target, load_subjects(self.params.subjects), self.params.scan, self.params.scan_prompts,
                      self.params.scan_max_new_tokens, self.params.temperature, ctx, self.name, target.name)
         return self.summarize(target.name, ctx.records(self.name, target.name))
+
+    def _streams(self) -> bool:
+        """Black-box extraction alone (the part that scales to a user base) streams subjects in chunks."""
+        p = self.params
+        return not (p.subject or p.likelihood or p.soft_prompt or p.scan or p.baseline_target)
+
+    def _run_streamed(self, target: Target, ctx: RunContext) -> AttackResult:
+        """Extraction over `SUBJECT_CHUNK` subjects at a time, so memory does not grow with the user base.
+
+        Each chunk is built into probes and run like the whole file would be (pending probes sorted by
+        prompt length, batched, one record each); a file of at most one chunk is exactly the old path.
+        The summary reads the stored records back without prompts and outputs (`slim_record`).
+        """
+        cfg = self.params.generation_config(ctx.seed)
+        templates = self._templates()
+        for _ in iter_subjects(self.params.subjects):
+            pass  # a defect anywhere in the file stops the run before the first probe, as on the list path
+        chunk: list[DataSubject] = []
+        seen = total = 0
+        limit = self.params.max_subjects or None
+        for subject in iter_subjects(self.params.subjects):
+            if limit is not None and seen >= limit:
+                break
+            seen += 1
+            chunk.append(subject)
+            if len(chunk) >= SUBJECT_CHUNK:
+                total += self._extract_chunk(target, self._probes_of(chunk, templates), cfg, ctx)
+                chunk = []
+        total += self._extract_chunk(target, self._probes_of(chunk, templates), cfg, ctx)
+        if not total:
+            raise self._no_probes()
+        return self.summarize(target.name, ctx.summary_records(self.name, target.name, slim_record))
+
+    def _extract_chunk(self, target: Target, probes: list[Probe], cfg: GenerationConfig, ctx: RunContext) -> int:
+        if probes:
+            run_extraction(target, probes, cfg, ctx, self.name, target.name, EXTRACT)
+        return len(probes)
 
     def _run_soft_prompt(self, target: Target, subjects: list[DataSubject], probes: list[Probe],
                          ctx: RunContext) -> None:

@@ -9,7 +9,7 @@ the template) on the same prompts are paired (`PII_METRICS` declares each one).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -93,6 +93,19 @@ PII_METRICS: MetricSpecs = metric_specs(
     _rate_spec("scan_known_leak_rate", "generation",
                "share of free generations holding a known subject's value verbatim", cluster=None),
 )
+
+
+# Record fields no summary reads (the scan's summary reads its outputs and item, so it keeps them).
+BULKY_FIELDS = ("prompt", "outputs", "key", "item", "attack", "target")
+# Rows of the per-subject table at most: the worst-leaking (subject, field) pairs (see per_subject_table).
+PER_SUBJECT_ROWS = 1000
+
+
+def slim_record(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A record without the fields the summary never reads (`RunContext.summary_records`)."""
+    if rec.get("kind") == SCAN:
+        return dict(rec)
+    return {k: v for k, v in rec.items() if k not in BULKY_FIELDS}
 
 
 # The columns that identify one probe across record kinds (audited vs baseline, soft vs template).
@@ -312,17 +325,43 @@ def summarize_records(attack: str, target_name: str, records: pd.DataFrame, para
         metrics.update(scan_metrics)
         tables.update(scan_tables)
 
+    provenance: dict[str, Any] = {"paper": "ProPILE (Kim et al., NeurIPS 2023)", "params": _jsonable_params(params)}
     if not ext.empty:
         tables["per_subject"] = per_subject_table(ext, lik, soft)
+        if len(tables["per_subject"]) < len(units):
+            provenance["per_subject_rows"] = {
+                "shown": len(tables["per_subject"]), "of": int(len(units)),
+                "order": "most verbatim probes, then most partial, then subject id"}
     return AttackResult(
         attack=attack, target=target_name, records=records, metrics=metrics, tables=tables, charts=charts,
-        assumptions=_assumptions(params, kinds),
-        provenance={"paper": "ProPILE (Kim et al., NeurIPS 2023)", "params": _jsonable_params(params)},
+        assumptions=_assumptions(params, kinds), provenance=provenance,
     )
 
 
-def per_subject_table(ext: pd.DataFrame, lik: pd.DataFrame, soft: pd.DataFrame) -> list[dict[str, Any]]:
-    """One row per (subject, PII field): what the model leaks about this person (ProPILE's user view)."""
+def worst_subject_fields(ext: pd.DataFrame, limit: int = PER_SUBJECT_ROWS) -> pd.DataFrame:
+    """The `limit` (subject, field) pairs that leaked most: verbatim probes, then partial, then id order.
+
+    The top of an ordered query over the extraction records (one vectorized group-by, no per-pair
+    Python loop), so a report of 100k subjects lists the pairs worth reading, not 100k rows.
+    """
+    flags = ext[SUBJECT_FIELD].assign(_exact=ext["exact"].astype(bool), _partial=ext["partial"].astype(bool))
+    counts = flags.groupby(SUBJECT_FIELD, sort=True)[["_exact", "_partial"]].sum().reset_index()
+    if len(counts) <= limit:
+        return counts[SUBJECT_FIELD]
+    ordered = counts.sort_values(["_exact", "_partial", *SUBJECT_FIELD], ascending=[False, False, True, True],
+                                 kind="stable")
+    return ordered.head(limit)[SUBJECT_FIELD]
+
+
+def per_subject_table(ext: pd.DataFrame, lik: pd.DataFrame, soft: pd.DataFrame,
+                      limit: int = PER_SUBJECT_ROWS) -> list[dict[str, Any]]:
+    """One row per (subject, PII field): what the model leaks about this person (ProPILE's user view).
+
+    At most `limit` rows: the worst-leaking pairs (`worst_subject_fields`), listed in subject order;
+    with fewer pairs than that, every pair.
+    """
+    if len(ext) and ext[SUBJECT_FIELD].drop_duplicates().shape[0] > limit:
+        ext = ext.merge(worst_subject_fields(ext, limit), on=SUBJECT_FIELD)
     best_rank: dict[tuple[str, str], tuple[int, int]] = {}
     if not lik.empty:
         for (sid, t), part in lik.groupby(["subject_id", "pii_type"]):

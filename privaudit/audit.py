@@ -150,7 +150,7 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
             )
         try:
             identity = check_resume(spec.out, manifest, [*spec.targets, *nested], data_paths,
-                                    has_results=bool(store.done_keys()))
+                                    has_results=store.has_records())
         except RunIdentityError:
             raise  # refused: the folder still holds, unchanged, the results of the run it records
         except BaseException as exc:
@@ -206,12 +206,24 @@ def _run_attacks(spec: AuditSpec, attacks: list[tuple[Attack, list[str]]], store
                     store.flush()
                     results.append(result)
             finally:
+                _record_client_stats(store, target)
                 target.close()
     finally:
         if cache is not None:
             cache.close()
         store.flush()
     return results
+
+
+def _record_client_stats(store: RunStore, target: Any) -> None:
+    """Manifest `clients`: how a remote target's client behaved (the concurrency an `openai:` client
+    settled on, reached and backed off from), so a run records the load it put on the endpoint."""
+    stats = getattr(target, "client_stats", None)
+    if not callable(stats):
+        return
+    clients = dict(store.read_manifest().get("clients") or {})
+    clients[target.name] = stats()
+    store.update_manifest(clients=clients)
 
 
 def _remove_reports(out: Path) -> None:

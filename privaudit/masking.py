@@ -40,6 +40,7 @@ _PHONEISH_RE = re.compile(r"^[\d\s().+\-x]+$")
 # anywhere, so "contactjane.roe@example.comnow" is masked too.
 _SUBSTRING_MIN_LEN = 6
 _KNOWN_MIN_LEN = 2
+_EAGER_VALUES = 2000  # more known values than this: the regex is built per tree, over the candidates
 
 
 def mask_value(value: str) -> str:
@@ -106,13 +107,9 @@ class Masker:
         unique = {v.strip() for v in self.known_values if isinstance(v, str) and len(v.strip()) >= _KNOWN_MIN_LEN}
         self._known = sorted(unique, key=lambda v: (-len(v), v))
         self._masks = {v.casefold(): mask_value(v) for v in self._known}
-        alternatives = []
-        for v in self._known:
-            esc = re.escape(v)
-            alternatives.append(esc if len(v) >= _SUBSTRING_MIN_LEN else rf"(?<![\w.]){esc}(?!\w|\.\d)")
-        # Python's alternation takes the first alternative that matches, so longest-first order
-        # masks "Jane Roe-Smith" whole rather than "Jane Roe" plus a tail.
-        self._known_re = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
+        # A user base's worth of values (100k subjects) is compiled only when a string needs it:
+        # `mask_tree` first narrows the values to those that can occur in the tree (`_candidates`).
+        self._known_re = _known_regex(self._known) if len(self._known) <= _EAGER_VALUES else None
         self._detector = _presidio_detector() if self.use_detector else None
         self._detected = {}
 
@@ -129,6 +126,8 @@ class Masker:
         if not isinstance(text, str) or not text:
             return text
         spans: list[tuple[int, int, str]] = []
+        if self._known_re is None and self._known:
+            self._known_re = _known_regex(self._known)
         if self._known_re is not None:
             for m in self._known_re.finditer(text):
                 spans.append((m.start(), m.end(), self._masks.get(m.group(0).casefold()) or mask_value(m.group(0))))
@@ -157,7 +156,37 @@ class Masker:
         """A copy of JSON-able `obj` with every string (dict keys included) masked."""
         if self._detector is not None:
             self.prepare(_strings(obj))
+        if len(self._known) > _EAGER_VALUES:
+            return mask_tree(obj, self._narrowed(list(_strings(obj))))
         return mask_tree(obj, self)
+
+    def _narrowed(self, texts: list[str]) -> "Masker":
+        """This masker over only the known values that can occur in `texts` (same masks on them).
+
+        Alternation takes the first alternative that matches; dropping alternatives that match
+        nowhere in `texts` changes no match. A value is kept unless it is ASCII, 4+ characters
+        and, lower-cased, occurs nowhere in the lower-cased, all-ASCII texts (a 4-gram set screens
+        first, so the substring search runs only for values whose first 4 characters occur).
+        """
+        joined = "\x00".join(texts).lower()
+        if not joined.isascii():
+            return self  # IGNORECASE equates some non-ASCII letters with ASCII ones: no shortcut
+        grams = {joined[i:i + 4] for i in range(len(joined) - 3)}
+        keep = [v for v in self._known if len(v) < 4 or not v.isascii()
+                or (v[:4].lower() in grams and v.lower() in joined)]
+        narrowed = Masker(keep, patterns=self.patterns)
+        narrowed._detector, narrowed._detected = self._detector, self._detected
+        return narrowed
+
+
+def _known_regex(known: list[str]) -> re.Pattern[str] | None:
+    alternatives = []
+    for v in known:
+        esc = re.escape(v)
+        alternatives.append(esc if len(v) >= _SUBSTRING_MIN_LEN else rf"(?<![\w.]){esc}(?!\w|\.\d)")
+    # Python's alternation takes the first alternative that matches, so longest-first order
+    # masks "Jane Roe-Smith" whole rather than "Jane Roe" plus a tail.
+    return re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
 
 
 # A model also writes *parts* of PII (a phone's first digits, an address number, an email cut off

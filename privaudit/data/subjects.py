@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from privaudit.data.jsonl import json_type, read_jsonl, write_jsonl
 from privaudit.errors import InputError, where
@@ -89,7 +89,11 @@ def subject_from_mapping(row: Mapping[str, Any], path: str | os.PathLike[str] = 
 
 def load_subjects(path: str | os.PathLike[str]) -> list[DataSubject]:
     """Read and validate a subjects JSONL file; the first defect is an InputError naming FILE:LINE: field."""
-    subjects: list[DataSubject] = []
+    return list(iter_subjects(path))
+
+
+def iter_subjects(path: str | os.PathLike[str]) -> Iterator[DataSubject]:
+    """`load_subjects` one subject at a time (same checks), for user bases too large to hold at once."""
     first_line: dict[str, int] = {}
     for lineno, row in read_jsonl(path):
         subject = subject_from_mapping(row, path, lineno)
@@ -97,8 +101,7 @@ def load_subjects(path: str | os.PathLike[str]) -> list[DataSubject]:
             raise InputError(f"{where(path, lineno, 'id')}: duplicate id '{subject.id}' "
                              f"(first on line {first_line[subject.id]})")
         first_line[subject.id] = lineno
-        subjects.append(subject)
-    return subjects
+        yield subject
 
 
 def write_subjects(path: str | os.PathLike[str], subjects: Iterable[DataSubject]) -> int:

@@ -6,11 +6,16 @@ line (the process died mid-write) is detected and cut off; the keys of the recor
 tell attacks which probes are done, so a rerun computes only the rest.
 
 A lock file refuses a second concurrent run on the same folder instead of interleaving writes.
+
+The index of finished keys is what a resumed run consults before every probe; at a real user base
+(100k data subjects x 27 probes) a set of key strings alone is hundreds of MB, so `KeyIndex` keeps
+16-byte digests in a sorted array (about 16 bytes a probe) and only the newest keys in a set.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -29,6 +34,59 @@ MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
 CACHE_FILES = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm")
 WORK_DIR = "work"  # artifacts attacks keep between runs (learned soft prompts)
+
+
+class KeyIndex:
+    """A set of probe keys held as 16-byte blake2b digests: a sorted array plus a small set of new ones.
+
+    Why digests: the keys of a 2.7M-probe run are ~100 bytes each as Python strings; 16-byte digests in
+    one numpy array are ~16 bytes each, so a resumed run's memory stays flat in the number of probes.
+    A false "done" would need a 128-bit collision (about 1e-26 at 1e6 keys).
+    """
+
+    MERGE_EVERY = 65536
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._np = np
+        self._sorted = np.empty(0, dtype="S16")
+        self._recent: set[bytes] = set()
+
+    @staticmethod
+    def digest(key: str) -> bytes:
+        return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def __contains__(self, key: str) -> bool:
+        return self._has(self.digest(key))
+
+    def _has(self, d: bytes) -> bool:
+        if d in self._recent:
+            return True
+        i = int(self._np.searchsorted(self._sorted, d))
+        # numpy's S16 drops trailing NUL bytes on read; a fixed-length digest is recovered by stripping
+        return i < len(self._sorted) and self._sorted[i] == d.rstrip(b"\0")
+
+    def add(self, key: str) -> None:
+        d = self.digest(key)
+        if self._has(d):
+            return
+        self._recent.add(d)
+        if len(self._recent) >= self.MERGE_EVERY:
+            self._merge()
+
+    def _merge(self) -> None:
+        np = self._np
+        fresh = np.array(sorted(self._recent), dtype="S16")
+        self._sorted = np.sort(np.concatenate([self._sorted, fresh]), kind="stable")
+        self._recent.clear()
+
+    def clear(self) -> None:
+        self._sorted = self._np.empty(0, dtype="S16")
+        self._recent.clear()
 
 
 def record_key(attack: str, target: str, item: str) -> str:
@@ -51,7 +109,7 @@ class RunStore:
         self.root = Path(self.root)
         self._buffer: list[str] = []
         self._buffer_since = 0.0
-        self._done: set[str] = set()
+        self._done = KeyIndex()
         self._lock_fd: int | None = None
         self._fh = None
 
@@ -111,26 +169,34 @@ class RunStore:
         if not path.exists():
             path.touch(mode=0o600)
             return
-        data = path.read_bytes()
-        good_end = data.rfind(b"\n") + 1
-        if good_end < len(data):
+        good_end = 0
+        with open(path, "rb") as fh:  # streamed: a 100k-subject run's file is GBs
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break
+                good_end += len(line)
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line damaged by something else: ignore it rather than lose the run
+                key = rec.get("key")
+                if isinstance(key, str):
+                    self._done.add(key)
+        if good_end < path.stat().st_size:
             with open(path, "r+b") as fh:
                 fh.truncate(good_end)
-        for line in data[:good_end].splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line damaged by something else: ignore it rather than lose the run
-            key = rec.get("key")
-            if isinstance(key, str):
-                self._done.add(key)
 
     # -- writing -----------------------------------------------------------------------------
     def is_done(self, key: str) -> bool:
         return key in self._done
 
     def done_keys(self) -> frozenset[str]:
-        return frozenset(self._done)
+        """Every stored key (read back from results.jsonl: the in-memory index holds digests only)."""
+        self.flush()
+        return frozenset(k for rec in read_records(self.root) if isinstance(k := rec.get("key"), str))
+
+    def has_records(self) -> bool:
+        return len(self._done) > 0
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Buffer one probe record (it must carry 'key'); flushes every `flush_every` records."""

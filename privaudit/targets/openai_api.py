@@ -26,7 +26,9 @@ class EndpointOptions:
     api_key_env: str | None = None
     timeout: float = 60.0  # seconds per request (read/write/pool); connect is capped at 10 s
     max_retries: int = 3  # retries after the first attempt, so at most max_retries + 1 requests
-    concurrency: int = 4  # requests in flight at once
+    concurrency: int = 4  # the most requests in flight at once (the adaptive window's cap)
+    adaptive: bool = True  # AIMD window below the cap (openai_limiter); false = always the cap
+    latency_factor: float = 3.0  # back off when smoothed latency exceeds this many times the best; 0 = off
     chat: bool | None = None  # None = auto: assume /v1/chat/completions exists
     score: bool | None = None  # None = auto: probe echo+logprobs once at load
     batch: int = 1  # prompts per /v1/completions request (list prompts; not every server takes them)
@@ -37,12 +39,12 @@ class EndpointOptions:
     @classmethod
     def from_options(cls, options: Mapping[str, str], where: str) -> "EndpointOptions":
         known = {"api_key_env", "timeout", "max_retries", "concurrency", "chat", "score", "batch", "backoff",
-                 "max_backoff", "max_retry_after"}
+                 "max_backoff", "max_retry_after", "adaptive", "latency_factor"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise InputError(f"{where}: unknown option '{unknown[0]}' (known: {', '.join(sorted(known))})")
         kw: dict[str, Any] = {}
-        for key in ("timeout", "backoff", "max_backoff", "max_retry_after"):
+        for key in ("timeout", "backoff", "max_backoff", "max_retry_after", "latency_factor"):
             if key in options:
                 kw[key] = _number(options[key], key, where, minimum=0.0, strict=(key == "timeout"))
         for key, minimum in (("max_retries", 0), ("concurrency", 1), ("batch", 1)):
@@ -51,6 +53,9 @@ class EndpointOptions:
         for key in ("chat", "score"):
             if key in options:
                 kw[key] = _tristate(options[key], key, where)
+        if "adaptive" in options:
+            flag = _tristate(options["adaptive"], "adaptive", where)
+            kw["adaptive"] = True if flag is None else flag
         if "api_key_env" in options:
             var = options["api_key_env"]
             if not var or not all(c.isalnum() or c == "_" for c in var):

@@ -1,7 +1,9 @@
 """`openai:BASE_URL#MODEL`: any OpenAI-compatible HTTP server (vLLM, Ollama, llama.cpp, `privaudit serve`).
 
 Spec: `openai:BASE_URL#MODEL[;api_key_env=VAR][;timeout=S][;max_retries=N][;concurrency=N]
-[;chat=auto|true|false][;score=auto|true|false][;batch=N][;backoff=S][;max_retry_after=S]`.
+[;chat=auto|true|false][;score=auto|true|false][;batch=N][;backoff=S][;max_retry_after=S]
+[;adaptive=true|false][;latency_factor=X]`. `concurrency` caps the requests in flight; below the cap an
+AIMD window adapts to the server's push-back (`openai_limiter`), and `client_stats()` reports it.
 
 This module is the Target: capabilities decided at load, generation, chat and scoring mapped onto
 the API. Its parts: `openai_api` (spec options, URLs, request bodies, response checks: no I/O) and
@@ -203,6 +205,10 @@ class OpenAICompatTarget:
                     raise self._no_score(str(exc)) from None
                 raise TargetError(f"{self._where}: cannot score: {exc}") from None
         return scores
+
+    def client_stats(self) -> dict[str, Any]:
+        """Concurrency settled on, reached and backed off from (the run manifest's `clients` entry)."""
+        return self._http.client_stats()
 
     def _choices(self, data: Mapping[str, Any], expected: int) -> list[Mapping[str, Any]]:
         return response_choices(data, expected, self._where, self._http.redact)

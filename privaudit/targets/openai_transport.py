@@ -3,8 +3,10 @@
 Why it is built this way: audits send thousands of requests to servers that throttle (429), restart
 (5xx, dropped connections) or stall, and an audit that dies on the first hiccup is useless. So every
 request has a timeout and bounded retries with exponential backoff plus jitter (honouring a capped
-Retry-After); work goes out through a thread pool that keeps at most `concurrency` requests in
-flight (the server batches concurrent requests; vLLM does so continuously); and when it gives up it
+Retry-After); work goes out through a thread pool of `concurrency` threads, and an AIMD window
+(`openai_limiter`) decides how many of them may have a request in flight: it grows while the server
+keeps up and halves on 429/503, timeouts or rising latency (the server batches concurrent requests;
+vLLM does so continuously, so a served model wants hundreds in flight); and when it gives up it
 says so in one line (what failed, the URL, how many attempts). The API key lives only in the HTTP
 client's headers and is scrubbed from every message this module writes.
 """
@@ -22,12 +24,16 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from privaudit.errors import TargetError
 from privaudit.targets.openai_api import EndpointOptions, redact_url
+from privaudit.targets.openai_limiter import AdaptiveLimiter
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 # Statuses worth retrying: throttling, timeouts at a proxy, and transient server failures.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# Statuses that mean "too much load": the adaptive window halves on them (others leave it alone).
+THROTTLE_STATUSES = frozenset({429, 503})
+OVERLOAD_STATUSES = frozenset({408, 504})  # the server (or a proxy) timed out: like a client timeout
 
 
 class EndpointHTTPError(TargetError):
@@ -100,6 +106,8 @@ class Transport:
             follow_redirects=False,
         )
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="privaudit-http")
+        self.limiter = AdaptiveLimiter(options.concurrency, adaptive=options.adaptive,
+                                       latency_factor=options.latency_factor)
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
 
@@ -121,41 +129,71 @@ class Transport:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
             attempts += 1
-            retry_after: float | None = None
+            if not self.limiter.acquire(cancel):
+                raise Cancelled()
+            started = time.monotonic()
+            response, error = None, None
             try:
                 response = self._client.request(method, url, json=payload)
-            except httpx.TimeoutException:
-                problem = f"timed out after {self.options.timeout:g} s"
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__}: {self.redact(str(exc)) or 'no detail'})"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return self._decode(response, shown, attempts)
-                detail = self._error_detail(response)
-                if status not in RETRY_STATUSES:
-                    hint = ""
-                    if status in (401, 403):
-                        hint = (f"; check the key in ${self.options.api_key_env}" if self.options.api_key_env
-                                else "; the endpoint wants an API key: pass api_key_env=VAR")
-                    raise EndpointHTTPError(f"{self.where}: {method} {shown} returned HTTP {status}{detail}{hint}",
-                                            status)
-                problem = f"HTTP {status}{detail}"
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if attempts > self.options.max_retries:
-                raise TargetError(
-                    f"{self.where}: gave up on {method} {shown} after {attempts} attempt"
-                    f"{'s' if attempts > 1 else ''}: {problem}"
-                )
-            with self._rng_lock:
-                jitter = self._rng.random()
-            delay = backoff_delay(attempts, self.options.backoff, self.options.max_backoff, jitter,
-                                  retry_after, self.options.max_retry_after)
+            except httpx.TransportError as exc:  # timeouts included
+                error = exc
+            except BaseException:
+                self.limiter.on_other()
+                raise
+            result = self._outcome(method, path, payload, shown, attempts, started, response, error)
+            if isinstance(result, dict):
+                return result
+            delay = self._retry_delay(method, shown, attempts, *result)
             if cancel is not None:
                 if cancel.wait(delay):
                     raise Cancelled()
             else:
                 time.sleep(delay)
+
+    def _outcome(self, method: str, path: str, payload: Mapping[str, Any] | None, shown: str, attempts: int,
+                 started: float, response: Any, error: BaseException | None) -> dict[str, Any] | tuple[str, float | None]:
+        """One attempt, classified (and reported to the adaptive window): the decoded JSON object, or
+        (problem, retry_after) when it is worth retrying; raises when it is not."""
+        import httpx
+
+        if error is not None:
+            if isinstance(error, httpx.TimeoutException):
+                self.limiter.on_failure()
+                return f"timed out after {self.options.timeout:g} s", None
+            self.limiter.on_other()  # a dropped connection is a fault, not a sign of load
+            return f"connection failed ({type(error).__name__}: {self.redact(str(error)) or 'no detail'})", None
+        status = response.status_code
+        if 200 <= status < 300:
+            kind = (path, payload.get("max_tokens")) if payload is not None else None
+            self.limiter.on_success(time.monotonic() - started, kind)
+            return self._decode(response, shown, attempts)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status in THROTTLE_STATUSES:
+            self.limiter.on_throttle(None if retry_after is None else min(retry_after, self.options.max_retry_after))
+        elif status in OVERLOAD_STATUSES:
+            self.limiter.on_failure()
+        else:
+            self.limiter.on_other()
+        detail = self._error_detail(response)
+        if status not in RETRY_STATUSES:
+            hint = ""
+            if status in (401, 403):
+                hint = (f"; check the key in ${self.options.api_key_env}" if self.options.api_key_env
+                        else "; the endpoint wants an API key: pass api_key_env=VAR")
+            raise EndpointHTTPError(f"{self.where}: {method} {shown} returned HTTP {status}{detail}{hint}", status)
+        return f"HTTP {status}{detail}", retry_after
+
+    def _retry_delay(self, method: str, shown: str, attempts: int, problem: str, retry_after: float | None) -> float:
+        """Seconds before the next attempt; the one-line give-up error once the retries are spent."""
+        if attempts > self.options.max_retries:
+            raise TargetError(
+                f"{self.where}: gave up on {method} {shown} after {attempts} attempt"
+                f"{'s' if attempts > 1 else ''}: {problem}"
+            )
+        with self._rng_lock:
+            jitter = self._rng.random()
+        return backoff_delay(attempts, self.options.backoff, self.options.max_backoff, jitter,
+                             retry_after, self.options.max_retry_after)
 
     def _decode(self, response: Any, shown: str, attempts: int) -> dict[str, Any]:
         try:
@@ -217,6 +255,10 @@ class Transport:
             for f in futures:
                 f.cancel()
             raise
+
+    def client_stats(self) -> dict[str, Any]:
+        """The adaptive window's record (settled and peak concurrency, back-offs) for the manifest."""
+        return {"adaptive": self.options.adaptive, **self.limiter.stats.to_dict()}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,196 @@
+"""Audits at the scale of a user base (issue 18): the PII attack through the load-test server.
+
+Two parts, both against `python -m privaudit.loadtest` running as its own process (so its CPU and
+memory are not the client's):
+
+1. `--scaling`: throughput of the `openai:` client alone (`Target.generate` over many prompts) at
+   several concurrency caps, with a fixed server latency and server cap: throughput should grow
+   about linearly with concurrency up to the server's cap, and past it the adaptive window settles
+   below the cap with 0 failed prompts.
+2. `--sizes`: the whole audit (`privaudit run`: subjects file -> probes -> results.jsonl -> summary
+   -> reports) at 1x, 10x, 100x data subjects, each in a fresh process, with injected 5xx and dropped
+   connections; prints wall time, throughput, concurrency reached, peak RSS (of the audit process,
+   from wait4) and checks 0 lost / 0 duplicated probes in results.jsonl.
+
+Synthetic subjects come from the project's generator (`generate_subjects`); each subject gets a few
+probes (one PII type, 3 templates), greedy, and the server answers synthetic completions.
+
+    python benchmarks/bench_scale.py --scaling 4,32,128,256,512 --sizes 1000,10000,100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_TEMPLATES = ("email-twin-1", "email-twin-2", "email-twin-3")
+TEMPLATES = ALL_TEMPLATES  # --templates N keeps the first N
+
+
+def start_server(latency: float, cap: int, error_rate: float, drop_rate: float) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "privaudit.loadtest", "--latency", str(latency), "--cap", str(cap),
+                             "--error-rate", str(error_rate), "--drop-rate", str(drop_rate)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    port = int(proc.stdout.readline())  # type: ignore[union-attr]
+    return proc, port
+
+
+def server_stats(port: int) -> dict:
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}/stats").json()
+
+
+def scaling(concurrencies: list[int], prompts_per_level: int, latency: float, cap: int) -> list[dict]:
+    """Client throughput at each concurrency cap (no faults), in this process."""
+    from privaudit.targets.base import GenerationConfig, load_target
+
+    proc, port = start_server(latency, cap, 0.0, 0.0)
+    rows = []
+    try:
+        cfg = GenerationConfig(max_new_tokens=16)
+        for conc in concurrencies:
+            target = load_target(f"openai:http://127.0.0.1:{port}/v1#loadtest;concurrency={conc};score=false;"
+                                 "backoff=0.05;latency_factor=0")
+            n = max(prompts_per_level, conc * 8)
+            prompts = [f"scaling {conc} prompt {i}" for i in range(n)]
+            before = server_stats(port)
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = target.generate(prompts, cfg)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            after = server_stats(port)
+            stats = target.client_stats()
+            target.close()
+            rows.append({"concurrency": conc, "prompts": n, "answered": len(out), "wall_s": wall,
+                         "rate": n / wall, "cpu_ms": 1000 * cpu / n, "settled": stats["settled_concurrency"], "max_in_flight": stats["max_in_flight"],
+                         "server_429": after["throttled"] - before["throttled"],
+                         "failed": n - sum(1 for o in out if o and o[0])})
+    finally:
+        proc.terminate()
+        proc.wait()
+    base = rows[0]["rate"]
+    print(f"\nclient throughput vs concurrency (server latency {latency * 1000:.0f} ms, server cap {cap})")
+    print("| concurrency cap | prompts | rate (prompts/s) | vs first | ideal | client CPU ms/prompt | settled window | "
+          "max in flight | 429s | failed |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        ideal = min(r["concurrency"], cap) / min(rows[0]["concurrency"], cap)
+        print(f"| {r['concurrency']} | {r['prompts']} | {r['rate']:.1f} | {r['rate'] / base:.1f}x | {ideal:.0f}x | "
+              f"{r['cpu_ms']:.2f} | "
+              f"{r['settled']} | {r['max_in_flight']} | {r['server_429']} | {r['failed']} |")
+    return rows
+
+
+def write_audit(work: Path, n: int, spec: str, batch_size: int) -> Path:
+    from privaudit.data.subjects import generate_subjects, write_subjects
+
+    subjects = work / f"subjects_{n}.jsonl"
+    if not subjects.exists():
+        write_subjects(subjects, generate_subjects(n, seed=18))
+    audit = work / f"audit_{n}.toml"
+    audit.write_text(f'targets = ["{spec}"]\nseed = 18\nbatch_size = {batch_size}\ncache = false\n'
+                     f'[attacks.pii]\nsubjects = "{subjects}"\npii_types = ["email"]\nlevels = [1]\n'
+                     f'template_ids = {json.dumps(list(TEMPLATES))}\nmax_new_tokens = 16\n')
+    return audit
+
+
+def run_size(work: Path, n: int, port: int, concurrency: int, batch_size: int, batch: int) -> dict:
+    spec = f"openai:http://127.0.0.1:{port}/v1#loadtest;concurrency={concurrency};score=false;backoff=0.05;max_retries=8;batch={batch}"
+    audit = write_audit(work, n, spec, batch_size)
+    out = work / f"run_{n}"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "privaudit.cli", "--quiet", "run", str(audit), "--out", str(out),
+                             "--fresh"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode() if proc.stderr else ""  # type: ignore[union-attr]
+    if status != 0:
+        raise SystemExit(f"size {n}: privaudit run failed ({status}): {err[-2000:]}")
+    keys: set[str] = set()
+    lines = 0
+    with open(out / "results.jsonl", "rb") as fh:
+        for raw in fh:
+            lines += 1
+            keys.add(json.loads(raw)["key"])
+    expected = n * len(TEMPLATES)
+    manifest = json.loads((out / "manifest.json").read_text())
+    client = next(iter(manifest.get("clients", {}).values()), {})
+    summary = json.loads((out / "summary.json").read_text())
+    metric = summary["results"][0]["metrics"]["probe_exact_match_rate"]
+    return {"subjects": n, "probes": expected, "stored": lines, "lost": expected - len(keys),
+            "duplicated": lines - len(keys), "wall_s": wall, "rate": expected / wall,
+            "peak_rss_mib": usage.ru_maxrss / 1024, "cpu_ms": 1000 * (usage.ru_utime + usage.ru_stime) / expected, "settled": client.get("settled_concurrency"),
+            "max_in_flight": client.get("max_in_flight"), "throttled": client.get("throttled"),
+            "summary_n": metric["n"], "summary_bytes": (out / "summary.json").stat().st_size}
+
+
+def sizes(ns: list[int], a: argparse.Namespace, work: Path) -> list[dict]:
+    concurrency, batch_size, latency, cap = a.concurrency, a.batch_size, a.latency, a.cap
+    error_rate, drop_rate = a.error_rate, a.drop_rate
+    proc, port = start_server(latency, cap, error_rate, drop_rate)
+    rows = []
+    try:
+        for n in ns:
+            rows.append(run_size(work, n, port, concurrency, batch_size, a.batch))
+            print(f"  done {n} subjects: {rows[-1]}", flush=True)
+        stats = server_stats(port)
+    finally:
+        proc.terminate()
+        proc.wait()
+    base = rows[0]["peak_rss_mib"]
+    print(f"\nwhole audit (PII, {len(TEMPLATES)} probes/subject, server latency {latency * 1000:.0f} ms, cap {cap}, "
+          f"{error_rate:.1%} 5xx + {drop_rate:.1%} dropped; client concurrency cap {concurrency}, "
+          f"{a.batch} prompts/request, --batch-size {batch_size})")
+    print("| subjects | probes | wall (s) | probes/s | CPU ms/probe | settled / max in flight | lost | duplicated | "
+          "peak RSS (MiB) | RSS vs 1x |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['subjects']:,} | {r['probes']:,} | {r['wall_s']:.1f} | {r['rate']:.0f} | {r['cpu_ms']:.2f} | "
+              f"{r['settled']} / "
+              f"{r['max_in_flight']} | {r['lost']} | {r['duplicated']} | {r['peak_rss_mib']:.0f} | "
+              f"{r['peak_rss_mib'] / base:.2f}x |")
+    print(f"server saw: {stats}")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scaling", default="4,32,128,256,512", help="concurrency caps for the client-only part ('' skips)")
+    ap.add_argument("--scaling-prompts", type=int, default=512)
+    ap.add_argument("--sizes", default="1000,10000,100000", help="subjects per audit ('' skips)")
+    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=2048, help="probes per target call (the run's --batch-size)")
+    ap.add_argument("--batch", type=int, default=8, help="prompts per HTTP request (the openai: batch option)")
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--cap", type=int, default=256)
+    ap.add_argument("--error-rate", type=float, default=0.025)
+    ap.add_argument("--drop-rate", type=float, default=0.025)
+    ap.add_argument("--templates", type=int, default=3, help="probes per subject (email twin templates, 1-3)")
+    ap.add_argument("--work", default="", help="folder for subjects and runs (default: a temporary one)")
+    args = ap.parse_args()
+    global TEMPLATES
+    TEMPLATES = ALL_TEMPLATES[: max(1, min(3, args.templates))]
+    print(f"load average at start: {os.getloadavg()}, cpus: {os.cpu_count()}")
+    if args.scaling:
+        scaling([int(x) for x in args.scaling.split(",")], args.scaling_prompts, args.latency, args.cap)
+    if args.sizes:
+        ns = [int(x) for x in args.sizes.split(",")]
+        if args.work:
+            Path(args.work).mkdir(parents=True, exist_ok=True)
+            sizes(ns, args, Path(args.work))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                sizes(ns, args, Path(tmp))
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
