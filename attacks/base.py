@@ -299,6 +299,8 @@ ATTACKS: Registry[type[Attack]] = Registry(
         "attributes": "privaudit.attacks.attribute_inference",
         "bias": "privaudit.attacks.personalization_bias",
         "membership": "privaudit.attacks.membership",
+        "context": "privaudit.attacks.context_extraction",
+        "cross_user": "privaudit.attacks.cross_user",
     },
     validate=_check_attack,
 )
