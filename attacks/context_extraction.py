@@ -201,6 +201,8 @@ class ContextExtraction(Attack):
         return scope
 
     def run(self, target: Target, ctx: RunContext) -> AttackResult:
+        from privaudit.engine.cache import CachedTarget
+        from privaudit.targets.profile import ProfileTarget
         from privaudit.targets.rag import RagTarget
 
         p = self.params
@@ -212,20 +214,26 @@ class ContextExtraction(Attack):
         use_chat = CHAT in target.capabilities
 
         def call(batch: list[ContextProbe]) -> list[tuple[list[str], list[Passage]]]:
-            first = batch[0]  # a batch holds one (asker, planted document) group
-            deployed = target
-            if first.injected is not None:
-                from privaudit.engine.cache import CachedTarget
-
-                planted = base.with_documents([first.injected])
-                deployed = CachedTarget(planted, ctx.cache) if ctx.cache is not None else planted
-            view = for_user(deployed, first.asking_user)
-            questions = [pr.question for pr in batch]
-            passages = context_of(view, questions)
-            if use_chat:
-                outs = view.chat([[{"role": "user", "content": q}] for q in questions], cfg)
+            first = batch[0]  # a batch holds one planted document (or none), any mix of asking users
+            deployed = base.with_documents([first.injected]) if first.injected is not None else base
+            views = {u: deployed.for_user(u) for u in dict.fromkeys(pr.asking_user for pr in batch)}
+            passages = [context_of(views[pr.asking_user], [pr.question])[0] for pr in batch]
+            if isinstance(deployed, (RagTarget, ProfileTarget)):
+                # Every user's request rendered by their own view, then one batched call to the shared model.
+                inner = deployed.inner
+                inner = CachedTarget(inner, ctx.cache) if ctx.cache is not None else inner
+                if use_chat:
+                    outs = inner.chat([views[pr.asking_user].render_chat([{"role": "user", "content": pr.question}])
+                                       for pr in batch], cfg)
+                else:
+                    outs = inner.generate([views[pr.asking_user].render_prompt(pr.question) for pr in batch], cfg)
             else:
-                outs = view.generate(questions, cfg)
+                outs = []
+                for pr in batch:
+                    view = for_user(CachedTarget(deployed, ctx.cache) if ctx.cache is not None else deployed,
+                                    pr.asking_user)
+                    msg = [[{"role": "user", "content": pr.question}]]
+                    outs += view.chat(msg, cfg) if use_chat else view.generate([pr.question], cfg)
             return list(zip(outs, passages))
 
         def record(pr: ContextProbe, result: tuple[list[str], list[Passage]]) -> dict[str, Any]:
@@ -247,7 +255,7 @@ class ContextExtraction(Attack):
 
         ctx.probe(self.name, target.name, [(pr.key, pr) for pr in probes], call=call, record=record,
                   label=f"{self.name}: context-extraction prompts",
-                  group=lambda pr: (pr.asking_user, pr.injected.id if pr.injected else ""))
+                  group=lambda pr: pr.injected.id if pr.injected else "", sort_key=lambda pr: len(pr.question))
         return self.summarize(target.name, ctx.records(self.name, target.name))
 
     def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:

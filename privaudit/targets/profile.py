@@ -71,20 +71,24 @@ class ProfileTarget:
         return f"profile:{digest.hexdigest()[:16]}"
 
     def generate(self, prompts: Sequence[str], cfg: GenerationConfig) -> list[list[str]]:
+        return self.inner.generate([self.render_prompt(p) for p in prompts], cfg)
+
+    def render_prompt(self, prompt: str) -> str:
+        """The raw-completion prompt the inner target sees: the profile, then the prompt."""
+        return f"{self.system_prompt()}\n\n{prompt}"
+
+    def render_chat(self, conv: Sequence[Message]) -> list[dict[str, str]]:
+        """The conversation the inner target sees: the profile as (the start of) its system message."""
         system = self.system_prompt()
-        return self.inner.generate([f"{system}\n\n{p}" for p in prompts], cfg)
+        out = [dict(m) for m in conv]
+        if out and out[0].get("role") == "system":
+            out[0]["content"] = f"{system}\n\n{out[0]['content']}"
+        else:
+            out.insert(0, {"role": "system", "content": system})
+        return out
 
     def chat(self, conversations: Sequence[Sequence[Message]], cfg: GenerationConfig) -> list[list[str]]:
-        system = self.system_prompt()
-        convs = []
-        for conv in conversations:
-            conv = [dict(m) for m in conv]
-            if conv and conv[0].get("role") == "system":
-                conv[0]["content"] = f"{system}\n\n{conv[0]['content']}"
-            else:
-                conv.insert(0, {"role": "system", "content": system})
-            convs.append(conv)
-        return self.inner.chat(convs, cfg)
+        return self.inner.chat([self.render_chat(c) for c in conversations], cfg)
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         system = self.system_prompt()

@@ -82,14 +82,22 @@ class RagTarget:
     def generate(self, prompts: Sequence[str], cfg: GenerationConfig) -> list[list[str]]:
         return self.inner.generate(self._augmented(prompts), cfg)
 
+    def render_prompt(self, prompt: str) -> str:
+        """The raw-completion prompt the inner target sees for `prompt` asked as this user."""
+        return self._augmented([prompt])[0]
+
+    def render_chat(self, conv: Sequence[Message]) -> list[dict[str, str]]:
+        """The conversation the inner target sees: the last user message with its retrieved context.
+
+        Exposed so requests of several users go to the inner model in one batched call.
+        """
+        out = [dict(m) for m in conv]
+        i = last_user_index(out)
+        out[i]["content"] = self.render_prompt(out[i]["content"])
+        return out
+
     def chat(self, conversations: Sequence[Sequence[Message]], cfg: GenerationConfig) -> list[list[str]]:
-        convs = []
-        for conv in conversations:
-            conv = [dict(m) for m in conv]
-            i = last_user_index(conv)
-            conv[i]["content"] = self._augmented([conv[i]["content"]])[0]
-            convs.append(conv)
-        return self.inner.chat(convs, cfg)
+        return self.inner.chat([self.render_chat(c) for c in conversations], cfg)
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         """The inner model's log-likelihood of each continuation given the retrieved context and prompt."""
