@@ -23,7 +23,7 @@ passage ids, owners and scores, never the passages' text.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
