@@ -311,6 +311,8 @@ ATTACKS: Registry[type[Attack]] = Registry(
         "bias": "privaudit.attacks.personalization_bias",
         "membership": "privaudit.attacks.membership",
         "dp_audit": "privaudit.attacks.dp_audit",
+        "context": "privaudit.attacks.context_extraction",
+        "cross_user": "privaudit.attacks.cross_user",
     },
     validate=_check_attack,
 )

@@ -16,6 +16,8 @@ Data-shape contract (full table in reports/SCHEMA.md). An attack puts chart entr
 - `roc`: membership-inference ROC, one curve per method:
   `{"curves": [{"label": "loss", "points": [[fpr, tpr], ...], "auc"?: float}]}` (or per curve
   `"fpr": [..], "tpr": [..]`; or a single curve at top level). AUC is computed when not given.
+- `heatmap`: a matrix of rates (the cross-user leakage matrix):
+  `{"rows": [str], "columns": [str], "values": [[float|None]], "x_label"?: str, "y_label"?: str}`.
 
 Each kind has a renderer registered by decorator; an unknown kind, or data a renderer cannot
 draw, is shown as a table instead, so a new attack never breaks the report. Every piece of text
@@ -410,3 +412,49 @@ def roc(chart: Mapping[str, Any]) -> str:
         parts.append(f'<polyline class="curve c{i % 4}" points="{path}"/>')
         parts.append(f'<text class="legend c{i % 4}" x="{90 + size}" y="{30 + i * 18}">{_t(label, 26)} (AUC {auc:.3f})</text>')
     return _svg(WIDTH, height, str(chart.get("title", "")), "".join(parts))
+
+
+@chart_kind("heatmap")
+def heatmap(chart: Mapping[str, Any]) -> str:
+    """A matrix of rates (cross-user leakage: rows = whose model, columns = whose data), cells shaded
+    by value in [0, 1] (or the data's range) and labelled with it; `null` = not measured."""
+    rows, cols, values = chart.get("rows"), chart.get("columns"), chart.get("values")
+    if not isinstance(rows, (list, tuple)) or not isinstance(cols, (list, tuple)) or not rows or not cols:
+        raise ChartDataError("'rows' and 'columns' must be non-empty lists of labels")
+    if not isinstance(values, (list, tuple)) or len(values) != len(rows):
+        raise ChartDataError(f"'values' must hold {len(rows)} rows")
+    grid = [[None if x is None else _num(x, f"values[{i}][{j}]") for j, x in enumerate(_row(r, len(cols), i))]
+            for i, r in enumerate(values)]
+    finite = [x for r in grid for x in r if x is not None]
+    lo, hi = (0.0, 1.0) if not finite or (min(finite) >= 0 and max(finite) <= 1) else (min(finite), max(finite))
+    cell = max(28, min(64, (WIDTH - LABEL_W) // len(cols)))
+    top, left = 40, LABEL_W
+    width, height = left + cell * len(cols) + 10, top + cell * len(rows) + 40
+    parts = []
+    for j, c in enumerate(cols):
+        parts.append(f'<text x="{left + j * cell + cell / 2:.1f}" y="{top - 8}" text-anchor="middle" '
+                     f'font-size="11">{_t(c, 12)}</text>')
+    for i, r in enumerate(rows):
+        y = top + i * cell
+        parts.append(f'<text x="{left - 6}" y="{y + cell / 2 + 4:.1f}" text-anchor="end" font-size="11">{_t(r, 28)}</text>')
+        for j, v in enumerate(grid[i]):
+            x = left + j * cell
+            if v is None:
+                fill, label = "#eeeeee", "n/a"
+            else:
+                shade = (v - lo) / (hi - lo) if hi > lo else 0.0
+                fill = f"rgb({255 - int(35 * shade)},{int(255 - 200 * shade)},{int(255 - 200 * shade)})"
+                label = _fmt(v)
+            parts.append(f'<rect x="{x}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{fill}" '
+                         f'stroke="#999"/><text x="{x + cell / 2 - 1:.1f}" y="{y + cell / 2 + 4:.1f}" '
+                         f'text-anchor="middle" font-size="10">{_t(label, 8)}</text>')
+    x_label, y_label = chart.get("x_label", ""), chart.get("y_label", "")
+    parts.append(f'<text x="{left}" y="{height - 12}" font-size="11">{_t(f"columns: {x_label}" if x_label else "", 80)}'
+                 f'{_t(f"; rows: {y_label}" if y_label else "", 60)}</text>')
+    return _svg(width, height, str(chart.get("title", "")), "".join(parts))
+
+
+def _row(r: Any, length: int, i: int) -> list[Any]:
+    if not isinstance(r, (list, tuple)) or len(r) != length:
+        raise ChartDataError(f"values[{i}] must hold {length} entries")
+    return list(r)

@@ -6,7 +6,8 @@ import importlib
 
 import click
 
-ATTACK_COMMAND_MODULES = ("attack_pii", "attack_attributes", "attack_bias", "attack_membership")
+ATTACK_COMMAND_MODULES = ("attack_pii", "attack_attributes", "attack_bias", "attack_membership", "attack_context",
+                          "attack_cross_user")
 
 
 @click.group(name="attack")

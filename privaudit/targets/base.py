@@ -20,6 +20,12 @@ SCORE = "score"  # teacher-forced sum log-prob of a continuation given a prompt
 TOKEN_LOGPROBS = "token_logprobs"  # the per-token log-probs behind `score` (token_logprobs, echo_logprobs)
 CHAT = "chat"  # chat template / chat endpoint
 GRADIENTS = "gradients"  # white-box: embeddings and autograd available (soft prompts, DP)
+# Personalized per asking user (rag:, profile:, peruser:): the target offers `for_user(user_id) -> Target`,
+# the same deployment answering as user U (U's documents, profile or adapter).
+USER_CONTEXT = "user_context"
+# Wrapper schemes (rag:, profile:) take the wrapped target as their last option, `inner=SPEC`: the
+# rest of the spec after `inner=` is the inner spec verbatim, ':' included (`rag:c.jsonl:inner=hf:m`).
+INNER_OPTION = "inner"
 
 Message = Mapping[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 
@@ -165,6 +171,9 @@ TARGETS: Registry[TargetFactory] = Registry(
         "openai": "privaudit.targets.openai_compat",
         "output_filter": "privaudit.defenses.output_filter",
         "predictions": "privaudit.targets.stored_predictions",
+        "rag": "privaudit.targets.rag",
+        "profile": "privaudit.targets.profile",
+        "peruser": "privaudit.targets.peruser",
     },
     validate=_check_factory,
 )
@@ -228,9 +237,17 @@ class TargetSpec:
                 location, opt_text = rest.split(";", 1)
                 options = _parse_options(spec, opt_text.split(";"))
         else:
+            inner = None
+            marker = f":{INNER_OPTION}="
+            if marker in rest:
+                rest, inner = rest.split(marker, 1)
             parts = rest.split(":")
             location = parts[0]
             options = _parse_options(spec, parts[1:])
+            if inner is not None:
+                if not inner:
+                    raise InputError(f"target spec '{spec}': '{INNER_OPTION}=' names no target")
+                options[INNER_OPTION] = inner
         if not location:
             raise InputError(f"target spec '{spec}' names no model after '{scheme}:'")
         return cls(scheme=scheme, location=location, options=options)
