@@ -175,6 +175,7 @@ def assert_privacy(result: AuditResult, *conditions: str, **thresholds: Any) -> 
     """
     from privaudit.gate import flatten_thresholds
 
+    __tracebackhide__ = True  # pytest shows the failing test's line, not this helper's
     table: dict[str, Any] = {}
     for text in conditions:
         table.update(parse_assertion(text))
