@@ -57,6 +57,6 @@ def test_readme_python_example_matches_privaudit_run(memorized_setup, tmp_path: 
     cli_metrics = _metrics(tmp_path / "privaudit-runs" / "cli" / "summary.json")
     assert python_metrics == cli_metrics
     rate = result.metric("pii.exact_match_rate")
-    assert rate.n == len(memorized_setup.train_subjects()) and rate.value >= 0.5
-    assert f"emails leaked: {rate.value:.2f}" in printed
+    assert rate.n == len(memorized_setup.train_subjects()) and rate.value > 0.05
+    assert f"emails leaked: {rate.value:.2f}" in printed and "gate: fail" in printed
     print("README example pii.exact_match_rate:", python_metrics["exact_match_rate"])
