@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported when the name is first read)
 _EXPORTS: dict[str, str] = {
     # audits and results
-    "audit": "privaudit.api",
+    "audit": "privaudit",  # the module privaudit/audit.py, callable as privaudit.api.audit (see there)
     "load_target": "privaudit.api",
     "AuditResult": "privaudit.api",
     "Metric": "privaudit.api",
@@ -72,6 +72,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'privaudit' has no attribute {name!r}")
+    if module == __name__:  # a submodule that is also a public callable (privaudit.audit)
+        return importlib.import_module(f"{__name__}.{name}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later reads skip this hook
     return value

@@ -1,6 +1,6 @@
 """The Python API: audit models from notebooks, training scripts and tests with Python objects.
 
-`privaudit run` is a thin wrapper over `audit` (one code path), so a notebook call and the CLI on
+`privaudit run` is a thin wrapper over `audit` (one code path; `privaudit.audit(...)` calls it), so a notebook call and the CLI on
 the same spec give the same numbers. Targets may be spec strings (`hf:PATH`, `builtin:NAME`, ...),
 Target objects, or a loaded transformers / peft model with its tokenizer (audited in memory as
 `live:NAME`, privaudit.live). Data parameters of attacks (`subjects`, `corpus`, ...) may be paths

@@ -9,7 +9,9 @@ hashes in the manifest, see privaudit.engine.identity); `fresh=True` (`--fresh`)
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -267,3 +269,20 @@ def spec_to_dict(spec: AuditSpec) -> dict[str, Any]:
     d = asdict(spec)
     d["out"] = str(spec.out)
     return d
+
+
+class _AuditModule(types.ModuleType):
+    """This module, callable as `privaudit.audit(...)` (privaudit.api.audit).
+
+    A package attribute and a submodule of one name cannot differ: importing `privaudit.audit`
+    (which the runner's own callers do) sets the attribute to this module. So the public function
+    and the module are one object: calling it runs the Python API, its attributes are the runner's.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from privaudit.api import audit
+
+        return audit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _AuditModule

@@ -114,3 +114,10 @@ def test_bad_input_is_a_one_line_input_error_before_any_model_loads(tmp_path: Pa
     with pytest.raises(privaudit.InputError, match="expected 'attack.metric <= number'"):
         privaudit.assert_privacy(None, "pii.exact_match_rate")  # type: ignore[arg-type]
     assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
+def test_privaudit_audit_is_callable_whichever_is_imported_first() -> None:
+    code = ("import privaudit.audit, privaudit; assert callable(privaudit.audit) and privaudit.audit.AuditSpec; "
+            "assert privaudit.audit.__call__.__qualname__ == '_AuditModule.__call__'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
