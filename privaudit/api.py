@@ -322,7 +322,8 @@ def write_data(data: Any, path: Path, where: str = "data") -> Path:
     """Write subjects or corpus rows (list of DataSubject/dicts, a DataFrame, a Corpus) as JSONL."""
     from privaudit.engine.store import write_text_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the run folder: user-only, as RunStore makes it
+    path.parent.mkdir(exist_ok=True, mode=0o700)
     if callable(getattr(data, "write", None)) and not isinstance(data, pd.DataFrame):  # a Corpus
         data.write(path)
         return path
