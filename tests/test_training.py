@@ -132,3 +132,16 @@ def test_trainer_callback_audits_every_n_steps_and_leaves_the_model_training(tin
     assert [r.results[0].target for r in audit.audit.history] == ["model@step=0", "model@step=2", "model@step=4"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text(encoding="utf-8"))
     assert sorted(r["provenance"]["step"] for r in summary["results"]) == [0, 2, 4]
+
+
+def test_line_chart_draws_each_series_and_shows_bad_data_as_a_table() -> None:
+    from privaudit.reports.charts import render_chart
+
+    chart = {"kind": "line", "title": "pii over steps", "x_label": "training step", "series": [
+        {"label": "exact_match_rate", "points": [{"x": 18, "y": 0.4, "low": 0.2, "high": 0.64},
+                                                 {"x": 0, "y": 0.0, "low": 0.0, "high": 0.2}]}]}
+    svg = str(render_chart(chart))
+    assert "<svg" in svg and svg.count("<polyline") == 1 and svg.count('class="err"') == 2
+    assert "exact_match_rate" in svg and "training step" in svg
+    bad = str(render_chart({"kind": "line", "series": [{"points": [{"x": "a", "y": 1}]}]}))
+    assert "<polyline" not in bad and "could not be drawn" in bad
