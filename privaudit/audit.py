@@ -9,7 +9,9 @@ hashes in the manifest, see privaudit.engine.identity); `fresh=True` (`--fresh`)
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,7 +24,7 @@ from privaudit.engine.identity import FRESH_HINT, RunIdentityError, TargetLedger
 from privaudit.engine.store import RunStore
 from privaudit.errors import InputError, error_line
 from privaudit.progress import ProgressReporter
-from privaudit.targets.base import TargetSpec, load_target, registered_schemes
+from privaudit.targets.base import Target, TargetSpec, load_target, registered_schemes
 
 SUMMARY_FILE = "summary.json"
 # The files write_reports writes (privaudit.reports' formats): --fresh removes them with the results.
@@ -61,18 +63,27 @@ class AuditSpec:
 
 def load_audit_spec(path: Path, **overrides: Any) -> AuditSpec:
     """Read and validate an audit TOML; keyword overrides (from CLI flags) win when not None."""
-    raw = load_toml(path)
-    spec = dataclass_from_mapping(AuditSpec, raw, str(path))
+    return audit_spec_from_mapping(load_toml(path), str(path), **overrides)
+
+
+def audit_spec_from_mapping(raw: Mapping[str, Any], source: str = "audit spec", **overrides: Any) -> AuditSpec:
+    """Validate an audit spec given as data (a parsed TOML, or a dict in a notebook); overrides win
+    when not None. `source` names it in messages (a file path, or "audit spec")."""
+    spec = dataclass_from_mapping(AuditSpec, raw, source)
     clean = {k: v for k, v in overrides.items() if v is not None}
     spec = replace(spec, **clean) if clean else spec
-    # Validate every attack's parameters and every threshold before any model is loaded, so typos fail fast.
-    attacks = build_attacks(spec, str(path))
+    validate_audit_spec(spec, source)
+    return spec
+
+
+def validate_audit_spec(spec: AuditSpec, source: str) -> None:
+    """Every attack's parameters and every threshold, checked before any model is loaded (typos fail fast)."""
+    attacks = build_attacks(spec, source)
     if spec.thresholds:
         from privaudit.gate import check_thresholds
 
         check_thresholds(spec.thresholds, {a.name: (type(a).metrics, only) for a, only in attacks},
-                         where=f"{path}: thresholds")
-    return spec
+                         where=f"{source}: thresholds")
 
 
 def build_attacks(spec: AuditSpec, source: str) -> list[tuple[Attack, list[str]]]:
@@ -122,7 +133,8 @@ Outputs = Callable[[list[AttackResult], Mapping[str, Any]], Any]
 
 
 def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source: str = "audit", *,
-              fresh: bool = False, outputs: Outputs | None = None) -> list[AttackResult]:
+              fresh: bool = False, outputs: Outputs | None = None,
+              preloaded: Mapping[str, Target] | None = None) -> list[AttackResult]:
     """Run every attack on every target, resumably; write summary and reports; return the results.
 
     A resumed folder must hold results of the same audit, the same models and the same data files
@@ -131,10 +143,15 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
     `running` while it runs, `failed` (with `error`, the one-line message) or `interrupted`
     (Ctrl-C), and `complete` only after `outputs(results, manifest)` (default: every report
     format) has written the reports.
+
+    `preloaded` maps some of `spec.targets` to targets already in memory (privaudit.api's model
+    objects, `live:NAME`): they are used as given, never closed, and recorded in the manifest under
+    their `name` (a training step's model is another model: `live:NAME@step=N`).
     """
     progress = progress or ProgressReporter(quiet=True)
+    preloaded = dict(preloaded or {})
     attacks = build_attacks(spec, source)
-    check_target_specs(spec.targets)
+    check_target_specs([t for t in spec.targets if t not in preloaded])
     nested = [s for attack, _ in attacks for s in attack.nested_targets().values()]
     data_paths = [path for attack, _ in attacks for path in attack.data_files()]
     write = outputs or (lambda res, final: write_outputs(spec.out, res, final, spec))
@@ -149,8 +166,8 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
                 f"{manifest['config_hash']} != {identity_hash}); {FRESH_HINT}"
             )
         try:
-            identity = check_resume(spec.out, manifest, [*spec.targets, *nested], data_paths,
-                                    has_results=store.has_records())
+            identity = check_resume(spec.out, manifest, [*(t for t in spec.targets if t not in preloaded), *nested],
+                                    data_paths, has_results=store.has_records())
         except RunIdentityError:
             raise  # refused: the folder still holds, unchanged, the results of the run it records
         except BaseException as exc:
@@ -162,7 +179,8 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
                 started=_now(), remove=("error", "finished", "stopped"), **identity.manifest_fields(),
             )
             with run_batch_size(spec.batch_size):  # local models' forward passes follow --batch-size too
-                results = _run_attacks(spec, attacks, store, progress, TargetLedger(spec.out, store, dict(identity.targets)))
+                results = _run_attacks(spec, attacks, store, progress, TargetLedger(spec.out, store, dict(identity.targets)),
+                                       preloaded)
             finished = _now()
             final = {**store.read_manifest(), "status": "complete", "finished": finished}
             try:
@@ -178,7 +196,8 @@ def run_audit(spec: AuditSpec, progress: ProgressReporter | None = None, source:
 
 
 def _run_attacks(spec: AuditSpec, attacks: list[tuple[Attack, list[str]]], store: RunStore,
-                 progress: ProgressReporter, ledger: TargetLedger) -> list[AttackResult]:
+                 progress: ProgressReporter, ledger: TargetLedger,
+                 preloaded: Mapping[str, Target] | None = None) -> list[AttackResult]:
     """Target by target (each loaded once, checked against the folder's record), every planned attack."""
     cache = SqliteCache(spec.out / "cache.sqlite") if spec.cache else None
     ctx = RunContext(store=store, seed=spec.seed, batch_size=spec.batch_size, progress=progress,
@@ -190,10 +209,12 @@ def _run_attacks(spec: AuditSpec, attacks: list[tuple[Attack, list[str]]], store
             planned = [attack for attack, only in attacks if target_spec in only]
             if not planned:
                 continue
-            progress.log(f"loading target {target_spec}")
-            target = load_target(target_spec)
+            given = (preloaded or {}).get(target_spec)
+            if given is None:
+                progress.log(f"loading target {target_spec}")
+            target = given if given is not None else load_target(target_spec)
             try:
-                ledger.admit(target_spec, target)
+                ledger.admit(target.name if given is not None else target_spec, target)
                 fingerprints[target.name] = target.fingerprint()
                 store.update_manifest(targets=fingerprints)
                 wrapped = CachedTarget(target, cache) if cache is not None else target
@@ -207,7 +228,8 @@ def _run_attacks(spec: AuditSpec, attacks: list[tuple[Attack, list[str]]], store
                     results.append(result)
             finally:
                 _record_client_stats(store, target)
-                target.close()
+                if given is None:
+                    target.close()
     finally:
         if cache is not None:
             cache.close()
@@ -259,3 +281,20 @@ def spec_to_dict(spec: AuditSpec) -> dict[str, Any]:
     d = asdict(spec)
     d["out"] = str(spec.out)
     return d
+
+
+class _AuditModule(types.ModuleType):
+    """This module, callable as `privaudit.audit(...)` (privaudit.api.audit).
+
+    A package attribute and a submodule of one name cannot differ: importing `privaudit.audit`
+    (which the runner's own callers do) sets the attribute to this module. So the public function
+    and the module are one object: calling it runs the Python API, its attributes are the runner's.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from privaudit.api import audit
+
+        return audit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _AuditModule

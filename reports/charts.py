@@ -458,3 +458,39 @@ def _row(r: Any, length: int, i: int) -> list[Any]:
     if not isinstance(r, (list, tuple)) or len(r) != length:
         raise ChartDataError(f"values[{i}] must hold {length} entries")
     return list(r)
+
+
+@chart_kind("line")
+def line(chart: Mapping[str, Any]) -> str:
+    """Series of (x, y) points joined in x order, with optional 95% error bars: a metric over training steps."""
+    series_raw = chart.get("series")
+    if not isinstance(series_raw, (list, tuple)) or not series_raw:
+        raise ChartDataError("'series' must be a non-empty list")
+    series = []
+    for i, s in enumerate(series_raw):
+        points = s.get("points") if isinstance(s, Mapping) else None
+        if not isinstance(points, (list, tuple)) or not points:
+            raise ChartDataError(f"series[{i}].points must be a non-empty list")
+        pts = []
+        for j, p in enumerate(points):
+            if not isinstance(p, Mapping):
+                raise ChartDataError(f"series[{i}].points[{j}] is not an object")
+            low, high = p.get("low"), p.get("high")
+            pts.append((_num(p.get("x"), f"series[{i}].points[{j}].x"), _num(p.get("y"), f"series[{i}].points[{j}].y"),
+                        None if low is None else _num(low, "low"), None if high is None else _num(high, "high")))
+        series.append((s.get("label", f"series {i + 1}"), sorted(pts)))
+    xs = [p[0] for _, pts in series for p in pts]
+    ys = [v for _, pts in series for p in pts for v in p[1:] if v is not None]
+    height = 340
+    sx, sy, parts = _xy_frame(70, WIDTH - 190, 10, height - 44, _pad(min(xs), max(xs)), _pad(min(ys), max(ys)),
+                              str(chart.get("x_label") or "x"), str(chart.get("y_label") or "y"), height)
+    for i, (label, pts) in enumerate(series):
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _, _ in pts)
+        parts.append(f'<polyline class="curve c{i % 4}" points="{path}"/>')
+        for x, y, low, high in pts:
+            if low is not None and high is not None:
+                parts.append(f'<line class="err" x1="{sx(x):.1f}" y1="{sy(low):.1f}" x2="{sx(x):.1f}" y2="{sy(high):.1f}"/>')
+            parts.append(f'<g><title>{_t(label, 60)} at {_fmt(x)}: {_fmt(y)}</title>'
+                         f'<circle class="pt" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4"/></g>')
+        parts.append(f'<text class="legend c{i % 4}" x="{WIDTH - 180}" y="{30 + i * 18}">{_t(label, 28)}</text>')
+    return _svg(WIDTH, height, str(chart.get("title", "")), "".join(parts))

@@ -1,4 +1,7 @@
-"""`privaudit run audit.toml`: the whole audit described by a TOML spec, optionally gated."""
+"""`privaudit run audit.toml`: the whole audit described by a TOML spec, optionally gated.
+
+A thin wrapper over the Python API (`privaudit.audit`), so the CLI and a notebook run one code path.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from privaudit.audit import load_audit_spec, run_audit
 from privaudit.commands.common import FRESH_HELP, echo_results, progress_from, verbose_option
 from privaudit.errors import EXIT_OK
 
@@ -28,16 +30,17 @@ def command(ctx: click.Context, spec_path: Path, out: Path | None, seed: int | N
     """Run every attack of AUDIT_TOML on every target; rerunning resumes where it stopped.
 
     A rerun on a folder whose target or data files changed is refused (exit 2) unless --fresh."""
-    spec = load_audit_spec(spec_path, out=out, seed=seed, batch_size=batch_size,
-                           targets=list(targets) or None, show_pii=show_pii)
-    results = run_audit(spec, progress=progress_from(ctx), source=str(spec_path), fresh=fresh)
+    from privaudit.api import audit
+
+    result = audit(list(targets) or None, spec=spec_path, out=out, seed=seed, batch_size=batch_size,
+                   show_pii=show_pii, fresh=fresh, progress=progress_from(ctx), source=str(spec_path))
     if not gate:
-        echo_results(results, spec.out)  # with the gate status summary.json holds, if any
+        echo_results(result.results, result.out)  # with the gate status summary.json holds, if any
     else:
         from privaudit.gate import echo_outcome, run_gate
 
-        outcome = run_gate(spec.out, spec.thresholds, junit_path=spec.out / "junit.xml")
-        echo_results(results, spec.out, gate=outcome.to_dict())
+        outcome = run_gate(result.out, result.spec.thresholds, junit_path=result.out / "junit.xml")
+        echo_results(result.results, result.out, gate=outcome.to_dict())
         echo_outcome(outcome)
         if outcome.exit_code != EXIT_OK:  # 1 a check failed, 3 a checked metric could not be measured
             sys.exit(outcome.exit_code)
