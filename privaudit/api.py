@@ -124,9 +124,13 @@ class AuditResult:
             columns = [f.name for f in dataclasses.fields(Metric)]
             return pd.DataFrame([dataclasses.asdict(m) for m in self.metrics], columns=columns)
         if what == "records":
+            from privaudit.engine.store import read_records
+
             frames = []
             for res in self.results:
-                frame = res.records.copy()
+                # From results.jsonl, not `res.records`: a summary may hold slim records (no prompts or
+                # outputs, `RunContext.summary_records`), and a user asking for records wants all of them.
+                frame = pd.DataFrame(list(read_records(self.out, attack=res.attack, target=res.target)))
                 frame["attack"], frame["target"], frame["step"] = res.attack, res.target, res.provenance.get("step")
                 frames.append(frame)
             return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

