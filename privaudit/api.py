@@ -141,7 +141,8 @@ class AuditResult:
         from privaudit.reports.json import build_summary
 
         shown = self.spec.show_pii if show_pii is None else show_pii
-        return build_summary(self.results, self.manifest, show_pii=shown, thresholds=self.spec.thresholds or None)
+        return build_summary(self.results, self.manifest, show_pii=shown, thresholds=self.spec.thresholds or None,
+                             root=self.out)
 
     def check(self, thresholds: Mapping[str, Any] | str):
         """Gate thresholds (a mapping, or one `"attack.metric <= x"` line) -> privaudit.gate.GateOutcome."""

@@ -94,5 +94,6 @@ def write_reports(
     """
     from privaudit.reports.json import build_summary
 
-    summary = build_summary(results, manifest, show_pii=show_pii, thresholds=thresholds, notes=notes)
+    summary = build_summary(results, manifest, show_pii=show_pii, thresholds=thresholds, notes=notes,
+                            root=Path(out))
     return write_summary_formats(Path(out), summary, formats)

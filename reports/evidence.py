@@ -21,6 +21,7 @@ digit runs, @-tokens), which a model writes when it half-remembers a phone numbe
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
@@ -191,15 +192,54 @@ def mask_evidence(items: list[dict[str, Any]], fn: Callable[[str], str]) -> list
     return out
 
 
-def evidence_of(result: Any, limit: int = EVIDENCE_LIMIT) -> list[dict[str, Any]]:
-    """The top `limit` evidence items of one AttackResult (raw: summary.json masks them)."""
+# Hits read back from results.jsonl for a result whose summary holds slim records: enough to pick
+# `limit` distinct subjects from, bounded whatever the run's size.
+FULL_HITS = 200
+
+
+def _is_hit(rec: Mapping[str, Any]) -> bool:
+    return rec.get("kind") == "extract" and (rec.get("exact") is True or rec.get("partial") is True)
+
+
+def _full_hits(root: Path, result: Any) -> pd.DataFrame | None:
+    """The PII hits of `result` with their prompts and outputs, from the run folder's results.jsonl.
+
+    A PII summary reads slim records (no prompts or outputs: `RunContext.summary_records`, so a user
+    base's audit fits in memory); evidence needs the text, so it takes the top of an ordered query
+    over the stored records (`engine.records.top_records`), exact hits first, then subject order.
+    """
+    from privaudit.engine.records import top_records
+    from privaudit.engine.store import RESULTS_FILE
+
+    if not (Path(root) / RESULTS_FILE).is_file():
+        return None
+
+    def order(rec: Mapping[str, Any]) -> tuple[bool, tuple[int, ...]]:
+        key = tuple(-ord(c) for c in str(rec.get("subject_id", "")))  # nlargest: ascending subject id
+        return rec.get("exact") is True, key
+
+    hits = top_records(root, str(result.attack), str(result.target), order, FULL_HITS, where=_is_hit)
+    return pd.DataFrame(hits) if hits else None
+
+
+def evidence_of(result: Any, limit: int = EVIDENCE_LIMIT, root: Path | None = None) -> list[dict[str, Any]]:
+    """The top `limit` evidence items of one AttackResult (raw: summary.json masks them).
+
+    `root` is the run folder: where a result's records lack the model's outputs (slim PII records),
+    the hits are read back from its results.jsonl.
+    """
     records = getattr(result, "records", None)
     if not isinstance(records, pd.DataFrame) or records.empty:
         return []
+    if root is not None and str(result.attack) == "pii" and "outputs" not in records.columns:
+        full = _full_hits(Path(root), result)
+        if full is not None:
+            records = full
     pick = PICKERS.get(str(result.attack), _generic)
     return pick(records, limit)
 
 
-def evidence_for(results: Sequence[Any], limit: int = EVIDENCE_LIMIT) -> list[list[dict[str, Any]]]:
+def evidence_for(results: Sequence[Any], limit: int = EVIDENCE_LIMIT,
+                 root: Path | None = None) -> list[list[dict[str, Any]]]:
     """Evidence per result, in the results' order."""
-    return [evidence_of(r, limit) for r in results]
+    return [evidence_of(r, limit, root) for r in results]

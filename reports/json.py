@@ -34,8 +34,11 @@ def build_summary(
     thresholds: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
     masker: Any = None,
+    root: Path | None = None,
 ) -> dict[str, Any]:
     """The summary of `results` (AttackResult objects): masked unless `show_pii`, gated if thresholds.
+
+    `root` is the run folder holding the results' records (evidence reads slim results' hits there).
 
     `masker` defaults to one built from the results' own records (`Attack.pii_record_fields`).
     """
@@ -45,7 +48,7 @@ def build_summary(
     from privaudit.reports.evidence import evidence_of
     from privaudit.reports.risk import subject_risk
 
-    entries = [to_jsonable({**r.to_summary(), "evidence": evidence_of(r)}) for r in results]
+    entries = [to_jsonable({**r.to_summary(), "evidence": evidence_of(r, root=root)}) for r in results]
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generator": {"name": "privaudit", "version": __version__},

@@ -60,7 +60,7 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
     if path.is_file():
         return read_summary(path)
     data = load_run(run_dir)
-    return build_summary(data.results, data.manifest, notes=data.notes)
+    return build_summary(data.results, data.manifest, notes=data.notes, root=Path(run_dir))
 
 
 def _records_by_pair(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:

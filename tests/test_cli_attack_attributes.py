@@ -31,7 +31,8 @@ def test_target_adversary_writes_records_and_resumes(tiny_model_dir: Path, tmp_p
 def test_baseline_adversary_prints_majority_reference(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "base"
     result = CliRunner().invoke(main, ["--quiet", "attack", "attributes", "-t", f"hf:{tiny_model_dir}", "-o", str(out),
-                                       "--adversary", "baseline", "--attributes", "occupation,relationship_status"])
+                                       "--adversary", "baseline", "--attributes", "occupation,relationship_status",
+                                       "--verbose"])  # every metric, not only the headline ones
     assert result.exit_code == 0, result.output
     assert "majority_top1" in result.output and "top1.occupation" in result.output
 

@@ -153,7 +153,7 @@ def test_cli_runs_membership_and_writes_summary(memorized_setup, tmp_path):
     result = CliRunner().invoke(main, [
         "attack", "membership", "--target", s.finetuned_spec, "--corpus", str(s.corpus_path),
         "--out", str(out), "--max-documents", "8", "--candidates", "31", "--bootstrap", "50",
-        "--methods", "loss,min_k"])
+        "--methods", "loss,min_k", "--verbose"])  # every metric, not only the headline ones
     assert result.exit_code == 0, result.output
     assert "auc.min_k" in result.output and "max_exposure_bits" in result.output
     summary = json.loads((out / "summary.json").read_text())

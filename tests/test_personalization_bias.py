@@ -428,6 +428,7 @@ def test_cli_attack_bias_writes_summary_with_metrics(tmp_path):
         "--quiet", "attack", "bias", "--target", "scripted-bias:biased", "--out", str(out),
         "--axes", "safety,utility", "--max-items", "16", "--persona-mode", "prefix",
         "--personas", "religion_muslim,gender_woman", "--seed", "3", "--batch-size", "12",
+        "--verbose",  # every metric, not only the headline ones
     ])
     assert result.exit_code == 0, result.output
     assert "max_refusal_gap" in result.output and "pb_score" in result.output
