@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from privaudit.errors import EXIT_CANNOT_MEASURE, EXIT_GATE_FAILED, EXIT_OK, IncompleteRunError, InputError
+from privaudit.errors import IncompleteRunError, InputError
+from privaudit.gate import STATUS_OF_EXIT, exit_code_of
 from privaudit.metrics import VALUE_KINDS, Estimate, paired_difference
 
 CHANGE_KEYS = frozenset({"max_increase", "max_decrease", "bound"})
@@ -310,15 +311,11 @@ class DiffOutcome:
 
     @property
     def exit_code(self) -> int:
-        if any(c.status == "fail" for c in self.changes):
-            return EXIT_GATE_FAILED
-        if any(c.status == "unmeasured" for c in self.changes):
-            return EXIT_CANNOT_MEASURE
-        return EXIT_OK
+        return exit_code_of(c.status for c in self.changes)
 
     @property
     def status(self) -> str:
-        return {EXIT_OK: "pass", EXIT_GATE_FAILED: "fail", EXIT_CANNOT_MEASURE: "unmeasured"}[self.exit_code]
+        return STATUS_OF_EXIT[self.exit_code]
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_a": str(self.run_a), "run_b": str(self.run_b), "status": self.status, "exit_code": self.exit_code,

@@ -39,7 +39,7 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from privaudit.errors import EXIT_CANNOT_MEASURE, EXIT_GATE_FAILED, EXIT_OK, IncompleteRunError, InputError
 from privaudit.metrics import VALUE_KINDS, MetricSpecs
@@ -108,6 +108,21 @@ class GateCheck:
         return {**asdict(self), "name": self.name}
 
 
+
+# The CI contract's statuses by exit code: shared by the gate and `privaudit diff`.
+STATUS_OF_EXIT = {EXIT_OK: "pass", EXIT_GATE_FAILED: "fail", EXIT_CANNOT_MEASURE: "unmeasured"}
+
+
+def exit_code_of(statuses: Iterable[str | None]) -> int:
+    """1 if any check failed, else 3 if any could not be measured, else 0 (unchecked = None)."""
+    seen = set(statuses)
+    if "fail" in seen:
+        return EXIT_GATE_FAILED
+    if "unmeasured" in seen:
+        return EXIT_CANNOT_MEASURE
+    return EXIT_OK
+
+
 @dataclass(frozen=True)
 class GateOutcome:
     """Every check of a run; `passed` only when all passed; `exit_code` per the CI contract."""
@@ -117,15 +132,11 @@ class GateOutcome:
 
     @property
     def exit_code(self) -> int:
-        if any(c.status == "fail" for c in self.checks):
-            return EXIT_GATE_FAILED
-        if any(c.status == "unmeasured" for c in self.checks):
-            return EXIT_CANNOT_MEASURE
-        return EXIT_OK
+        return exit_code_of(c.status for c in self.checks)
 
     @property
     def status(self) -> str:
-        return {EXIT_OK: "pass", EXIT_GATE_FAILED: "fail", EXIT_CANNOT_MEASURE: "unmeasured"}[self.exit_code]
+        return STATUS_OF_EXIT[self.exit_code]
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "status": self.status, "exit_code": self.exit_code,
