@@ -31,6 +31,13 @@ def test_rag_variant_builds_a_store_and_measures_heldout_perplexity(tiny_model_d
     text = " ".join(d.text for d in store.documents)
     assert all((e in text) != scrub for e in emails)  # scrubbed: no email survives; else all are there
     assert record.training is not None and record.training.heldout_perplexity > 1
+    # utility on a split within each training subject's documents: its last one is out of the utility store
+    held = {docs[-1].id for sid in corpus.train_subject_ids()
+            if len(docs := [d for d in corpus.split_documents("train") if d.subject_id == sid]) >= 2}
+    utility_ids = {d.id for d in load_corpus(tmp_path / "utility_store.jsonl").documents}
+    assert held and not held & utility_ids and utility_ids | held == {d.id for d in store.documents}
+    assert record.training.base_heldout_perplexity is not None and record.training.base_heldout_perplexity > 1
+    assert "own last document" in " ".join(record.notes)
     assert (record.scrub is not None) == scrub
     target = load_target(record.target_spec)
     assert target.store.partition == "shared"
