@@ -54,6 +54,10 @@ LEAKAGE_METRICS: tuple[tuple[str, str, str], ...] = (
     ("membership", "auc", "membership inference AUC"),
     ("membership", "tpr_at_1pct_fpr", "membership TPR at 1% FPR"),
     ("dp_audit", "empirical_epsilon_lower", "empirical epsilon lower bound (one-run canary audit)"),
+    # RAG variants (defense `rag`): what the context-extraction attack makes the generator repeat
+    ("context", "verbatim_leak_rate", "context extraction: requests repeating a retrieved passage verbatim"),
+    ("context", "pii_revealed_rate", "context extraction: (subject, PII field) pairs revealed"),
+    ("context", "cross_user_subject_rate", "context extraction: subjects whose PII another user's request revealed"),
 )
 # The contract of a leakage metric when its attack declares none (kind, unit): the source attack's
 # own declaration wins (compare copies it), this only keeps compare usable without that attack.
@@ -63,6 +67,9 @@ _LEAKAGE_FALLBACK: dict[tuple[str, str], tuple[str, str]] = {
     ("membership", "auc"): ("mean", "document"),
     ("membership", "tpr_at_1pct_fpr"): ("proportion", "document"),
     ("dp_audit", "empirical_epsilon_lower"): ("point", "canary"),
+    ("context", "verbatim_leak_rate"): ("proportion", "probe"),
+    ("context", "pii_revealed_rate"): ("proportion", "subject_field"),
+    ("context", "cross_user_subject_rate"): ("proportion", "subject"),
 }
 # The comparison's headline (MetricSpec.headline): per variant, verbatim leakage and its utility cost.
 HEADLINE_LEAKAGE = frozenset({("pii", "exact_match_rate")})
@@ -327,7 +334,11 @@ def summary_result(rows: Sequence[Mapping[str, Any]], table: pd.DataFrame,
         tables={"variants": shown}, charts=tradeoff_charts(rows),
         assumptions=["every variant starts from the same base model and the same training corpus",
                      "the same attacks with the same parameters and seed run on every variant",
-                     "utility = token perplexity on held-out documents never trained on"],
+                     "utility = token perplexity on held-out documents never trained on",
+                     *(["rag variants: utility is each training subject's own last document, held out of the "
+                        "store and scored given what is retrieved for it (fine-tuned variants: the held-out "
+                        "subjects' documents); base_heldout_perplexity is the same documents without retrieval"]
+                       if any(r.get("training_mode") == "rag" for r in rows) else [])],
         provenance={"variants": [r["variant"] for r in rows]},
         specs=compare_metric_specs([r["variant"] for r in rows]),
     )

@@ -53,7 +53,8 @@ def command(ctx: click.Context, config_arg: Path | None, config_path: Path | Non
     result = run_comparison(spec, progress=progress_from(ctx), source=str(path or "privaudit compare"))
     cols = [c for c in result.table.columns if c in (
         "variant", "pii.exact_match_rate", "pii.likelihood_top1_rate", "membership.auc", "epsilon",
-        "empirical_epsilon_lower", "claim_violated", "heldout_perplexity", "train_seconds")]
+        "empirical_epsilon_lower", "claim_violated", "context.verbatim_leak_rate", "context.cross_user_subject_rate",
+        "heldout_perplexity", "base_heldout_perplexity", "train_seconds")]
     click.echo(result.table[cols].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     click.echo(f"run folder: {result.out} (comparison.csv, comparison.json, report.html)")
     if gate:
