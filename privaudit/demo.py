@@ -13,6 +13,11 @@ Flower federated personalization with 2 clients (FedPer). The comparison is part
 report: its `compare` pseudo-result (trade-off scatter of held-out perplexity against leakage) is
 written with the audit's results, so the audit is `complete` only once the comparison is. Both
 run folders resume: a rerun reuses every finished variant and probe.
+
+`--rag` (off by default, so the default demo is unchanged) adds a third run folder, `rag/`
+(spec `rag.toml`): the builtin SmolLM2 as the generator of a `rag:` deployment over the demo's
+personal corpus, a shared store beside a per-user one, under the context-extraction attack asked
+by *another* user (Zeng et al. 2024): does the shared store serve A's planted PII to B?
 """
 
 from __future__ import annotations
@@ -49,6 +54,11 @@ DEMO_DP_EPSILON = 8.0
 # training, dominate the federated variant's time (2 rounds measured 2 min 05 s of a 6 min 30 s demo).
 DEMO_FEDERATED = {"num_clients": 2, "rounds": 1, "local_epochs": 1}
 DEMO_DP_EPOCHS = 2  # per-sample gradients cost ~2x a plain step (benchmarks/RESULTS.md): half the recipe's epochs
+# The RAG part's settings: targeted prompts only, each asked by another user, a few subjects
+# (SmolLM2 generating on CPU costs seconds per request; README's figures are at 8 subjects).
+DEMO_RAG_CONTEXT: dict[str, Any] = {"max_subjects": 4, "variants": ["targeted"], "askers": "other",
+                                    "commands": ["repeat_context"], "max_new_tokens": 32}
+DEMO_RAG_PARTITIONS = ("shared", "per_user")
 DEMO_COMPARE_ATTACKS: dict[str, dict[str, Any]] = {
     "pii": {"likelihood": True, "pii_types": ["email"], "max_new_tokens": 24},
     "membership": {"canaries": False, "bootstrap": 200},
@@ -62,6 +72,8 @@ class DemoOptions:
     builtin: bool = True  # run bias and attribute-inference probes on the builtin chat model
     show_pii: bool = False
     batch_size: int = 16
+    rag: bool = False  # the optional RAG part (`privaudit demo --rag`)
+    rag_generator: str = BUILTIN  # the rag: targets' inner model
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,9 @@ class DemoOutcome:
     results: list[AttackResult]
     comparison: Comparison | None = None
     compare_spec_path: Path | None = None
+    rag_spec: AuditSpec | None = None
+    rag_spec_path: Path | None = None
+    rag_results: list[AttackResult] | None = None
 
 
 def demo_spec(opts: DemoOptions, base_spec: str, finetuned_spec: str, subjects_path: Path,
@@ -95,6 +110,14 @@ def demo_spec(opts: DemoOptions, base_spec: str, finetuned_spec: str, subjects_p
     thresholds = {k: v for k, v in DEMO_THRESHOLDS.items() if k.split(".")[0] in attacks}
     return AuditSpec(targets=targets, attacks=attacks, out=opts.out / "audit", seed=opts.seed,
                      batch_size=opts.batch_size, show_pii=opts.show_pii, thresholds=thresholds)
+
+
+def demo_rag_spec(opts: DemoOptions, corpus_path: Path, subjects_path: Path) -> AuditSpec:
+    """The RAG part: `opts.rag_generator` over the personal corpus, shared vs per-user store, context attack."""
+    targets = [f"rag:{corpus_path}:top_k=2:partition={p}:inner={opts.rag_generator}" for p in DEMO_RAG_PARTITIONS]
+    attacks = {"context": {"subjects": str(subjects_path), **DEMO_RAG_CONTEXT}}
+    return AuditSpec(targets=targets, attacks=attacks, out=opts.out / "rag", seed=opts.seed,
+                     batch_size=opts.batch_size, show_pii=opts.show_pii)
 
 
 def demo_compare_spec(opts: DemoOptions, setup: PersonalizedSetup) -> CompareSpec:
@@ -160,5 +183,11 @@ def run_demo(opts: DemoOptions, progress: ProgressReporter | None = None) -> Dem
     results = run_audit(spec, progress=progress, source=str(spec_path), outputs=outputs)
     comparison = made.get("comparison")
     shown = [*results, comparison.summary_result] if comparison is not None else results
+    rag_spec = rag_path = rag_results = None
+    if opts.rag:
+        rag_spec = demo_rag_spec(opts, setup.corpus_path, setup.subjects_path)
+        rag_path = write_spec(rag_spec, opts.out / "rag.toml")
+        rag_results = run_audit(rag_spec, progress=progress, source=str(rag_path))
     return DemoOutcome(spec=spec, spec_path=spec_path, results=shown, comparison=comparison,
-                       compare_spec_path=compare_path)
+                       compare_spec_path=compare_path, rag_spec=rag_spec, rag_spec_path=rag_path,
+                       rag_results=rag_results)

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import tomli_w
 import pytest
+import tomli_w
 from click.testing import CliRunner
 
 from privaudit.cli import main

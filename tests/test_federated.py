@@ -92,6 +92,27 @@ def test_federated_run_personalizes_clients_and_cleans_up(tiny_model_dir: Path, 
 
     target = load_target(clients[0]["target_spec"])
     assert len(target.score(["Hello"], [" world"])) == 1
+    target.close()
+    # the cross-user matrix reads this output as a cohort (issue 16): every client's model asked about
+    # every client's subjects (a random-init model leaks nothing; README has the figures on the
+    # embedded memorizing setup)
+    from click.testing import CliRunner
+
+    from privaudit.cli import main
+    from privaudit.data.subjects import write_subjects
+
+    write_subjects(tmp_path / "subjects.jsonl", generate_subjects(8, seed=0))
+    run = CliRunner().invoke(main, ["-q", "attack", "cross-user", "-t", f"peruser:{out}", "--subjects",
+                                    str(tmp_path / "subjects.jsonl"), "--pii-type", "email", "--max-new-tokens", "8",
+                                    "--out", str(tmp_path / "matrix")])
+    assert run.exit_code == 0, run.output
+    result = json.loads((tmp_path / "matrix" / "summary.json").read_text())["results"][0]
+    assert result["charts"]["cross_user_matrix"]["rows"] == ["client_0", "client_1"]
+    owners = {f"client_{c['client_id']}": set(json.loads((out / "partitions" / f"client_{c['client_id']}.json")
+                                                          .read_text())["subject_ids"]) for c in clients}
+    cells = {(row["model_user"], row["data_user"]): row for row in result["tables"]["matrix"]}
+    assert set(cells) == {(m, d) for m in owners for d in owners}
+    assert all(cells[(m, d)]["subjects"] == len(owners[d]) for m, d in cells)
 
 
 def test_a_group_whose_only_member_is_a_zombie_is_not_alive():

@@ -30,16 +30,18 @@ DEMO_QUIET_WARNINGS = (
 @seed_option
 @click.option("--no-builtin", is_flag=True, help="Skip the probes on the builtin SmolLM2 chat model.")
 @click.option("--show-pii", is_flag=True, help="Show raw PII in reports (masked by default).")
+@click.option("--rag", is_flag=True, help="Also audit SmolLM2 as a RAG generator over the demo's corpus "
+              "(shared vs per-user store, context extraction; a few minutes more).")
 @click.option("--gate", is_flag=True, help="Exit 1 when the demo's thresholds fail (they do: the fine-tune leaks).")
 @verbose_option
 @click.pass_context
-def command(ctx: click.Context, out: Path, seed: int, no_builtin: bool, show_pii: bool, gate: bool) -> None:
+def command(ctx: click.Context, out: Path, seed: int, no_builtin: bool, show_pii: bool, rag: bool, gate: bool) -> None:
     """Build a personalized tiny model with planted PII, audit it and SmolLM2, write the report."""
     started = time.perf_counter()
     with warnings.catch_warnings():
         for message in DEMO_QUIET_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
-        outcome = run_demo(DemoOptions(out=out, seed=seed, builtin=not no_builtin, show_pii=show_pii),
+        outcome = run_demo(DemoOptions(out=out, seed=seed, builtin=not no_builtin, show_pii=show_pii, rag=rag),
                            progress=progress_from(ctx))
     from privaudit.gate import echo_outcome, run_gate
 
@@ -50,6 +52,9 @@ def command(ctx: click.Context, out: Path, seed: int, no_builtin: bool, show_pii
     click.echo(f"audit spec: {outcome.spec_path}  (rerun with: privaudit run {outcome.spec_path})")
     if outcome.compare_spec_path is not None:
         click.echo(f"comparison: {outcome.compare_spec_path}  (rerun with: privaudit compare {outcome.compare_spec_path})")
+    if outcome.rag_results is not None and outcome.rag_spec is not None:
+        echo_results(outcome.rag_results, outcome.rag_spec.out)
+        click.echo(f"rag part: {outcome.rag_spec_path}  (rerun with: privaudit run {outcome.rag_spec_path})")
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
     if gate and not gate_outcome.passed:
         sys.exit(EXIT_GATE_FAILED)
