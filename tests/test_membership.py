@@ -143,8 +143,8 @@ def test_membership_documents_exclude_canaries_and_respect_the_limit(memorized_s
 
 
 def test_params_reject_unknown_method():
-    with pytest.raises(InputError, match="unknown method 'lira'"):
-        MembershipInference.from_config({"corpus": "c.jsonl", "methods": ["lira"]}, "attacks.membership")
+    with pytest.raises(InputError, match="unknown method 'gradnorm'"):
+        MembershipInference.from_config({"corpus": "c.jsonl", "methods": ["gradnorm"]}, "attacks.membership")
 
 
 def test_cli_runs_membership_and_writes_summary(memorized_setup, tmp_path):
