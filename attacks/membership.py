@@ -3,10 +3,17 @@
 Two probes over one privaudit corpus (`privaudit data corpus` / `privaudit.data.corpus`):
 
 1. Membership: every distinct training document (members) and every held-out document of the same
-   templates (non-members) is scored by the target; four scores per document, higher = "member":
+   templates (non-members) is scored by the target; up to six scores per document, higher = "member":
    LOSS (mean token log-prob, Yeom et al. 2018), zlib ratio (Carlini et al. 2021, Sec. 5.2),
-   Min-K% Prob (Shi et al., ICLR 2024) and the reference ratio against a reference model that never
-   saw the corpus (the public base: Carlini et al. 2021; Mireshghallah et al. 2022). Reported: ROC
+   Min-K% Prob (Shi et al., ICLR 2024), Min-K%++ (Zhang et al. 2024: each token's log-prob
+   standardised by the model's next-token distribution; local targets only, `TOKEN_DISTRIBUTION`),
+   the reference ratio against a reference model that never saw the corpus (the public base:
+   Carlini et al. 2021; Mireshghallah et al. 2022) and, given two or more `references`, offline
+   LiRA (Carlini et al., S&P 2022, Sec. IV-C): the target's mean log-prob as a z-score under a
+   Gaussian fitted to the references' (membership_metrics.lira_offline). LiRA offline rather than
+   RMIA because every user-supplied reference is an OUT model for every document (LiRA's offline
+   setting exactly), and RMIA's pairwise test needs population samples disjoint from the evaluated
+   non-members, which the corpus' held-out split would have to give up. Reported: ROC
    AUC per score with bootstrap intervals, TPR at 1% and 0.1% FPR (Carlini et al., S&P 2022).
    The documents of one data subject are correlated (memorizing a person lifts all of their
    documents), so the intervals are a cluster bootstrap over subjects (`cluster_bootstrap`,
@@ -34,6 +41,7 @@ from privaudit.attacks.membership_metrics import (
     auc_estimate,
     fitted_exposure,
     mean_logprob,
+    min_k_plus_plus,
     min_k_prob,
     reference_ratio_score,
     roc_curve,
@@ -41,18 +49,27 @@ from privaudit.attacks.membership_metrics import (
     tpr_at_fpr_estimate,
     zlib_ratio_score,
 )
+from privaudit.attacks.membership_calibration import computed_methods, lira_variance_label, with_lira_scores
+from privaudit.attacks.membership_split import NGRAM, blind_features, ngram_overlaps, split_assumption, summarize_split
 from privaudit.data.corpus import Canary, Corpus, Document, load_corpus, sample_canary_candidates
 from privaudit.errors import InputError
 from privaudit.metrics import Estimate, MetricSpec, MetricSpecs, metric_specs, with_old_names
-from privaudit.targets.base import SCORE, TOKEN_LOGPROBS, Target, require
+from privaudit.targets.base import SCORE, TOKEN_DISTRIBUTION, TOKEN_LOGPROBS, Target, TokenDistribution, require
 
-METHODS = ("loss", "zlib", "min_k", "reference")
-METHOD_LABELS = {"loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% prob", "reference": "reference ratio"}
+METHODS = ("loss", "zlib", "min_k", "min_k_pp", "reference", "lira")
+METHOD_LABELS = {"loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% prob", "min_k_pp": "Min-K%++",
+                 "reference": "reference ratio", "lira": "LiRA offline"}
+# Why a requested method has no scores on this run (it is left out of the table, never faked).
+MISSING_WHY = {
+    "min_k_pp": "Min-K%++ not computed: the target gives no full next-token distribution (an API's "
+                "top_logprobs sees a few tokens, not the vocabulary mu and sigma need); local hf:/builtin: targets do",
+    "lira": "LiRA not computed: it needs `references` (at least 2 models) scored on every document",
+}
 DOC = "doc"
 CANARY = "canary"
 LOW_FPRS = (("tpr_at_1pct_fpr", 0.01), ("tpr_at_0p1pct_fpr", 0.001))  # "0p1" = 0.1: "." splits FAMILY.MEMBER
 # Names before reports/SCHEMA.md's FAMILY.MEMBER scheme, accepted by the gate for one release.
-OLD_NAMES = {**{f"auc_{m}": f"auc.{m}" for m in METHODS}, "tpr_at_0.1pct_fpr": "tpr_at_0p1pct_fpr"}
+OLD_NAMES = {**{f"auc_{m}": f"auc.{m}" for m in ("loss", "zlib", "min_k", "reference")}, "tpr_at_0.1pct_fpr": "tpr_at_0p1pct_fpr"}
 
 
 def _membership_specs() -> MetricSpecs:
@@ -74,6 +91,12 @@ def _membership_specs() -> MetricSpecs:
                          f"share of member documents flagged at FPR <= {fpr:g} (best method)", cluster="subject",
                          headline=name == "tpr_at_1pct_fpr")
               for name, fpr in LOW_FPRS]
+    specs.append(MetricSpec("split_ngram_overlap", "mean", "higher_is_worse", "document",
+                            f"share of a non-member's word {NGRAM}-grams found in member documents (MIMIR, "
+                            "Duan et al. 2024, Sec. 5.1); near 1 = non-members nearly copy members", cluster="subject"))
+    specs.append(MetricSpec("split_blind_auc", "mean", "higher_is_worse", "document",
+                            "oriented AUC of a model-free text feature (length, compressibility) between the splits: "
+                            "well above 0.5 = the split is shifted and every AUC above is inflated", cluster="subject"))
     specs.append(MetricSpec("max_exposure_bits", "point", "higher_is_worse", "canary",
                             "largest canary exposure in bits (Secret Sharer, Sec. 4); at most log2(candidates + 1)"))
     return with_old_names(metric_specs(*specs), OLD_NAMES)
@@ -85,6 +108,8 @@ class MembershipParams:
 
     corpus: str  # corpus JSONL with train / held-out documents and canaries
     reference: str = ""  # target spec of a reference model (e.g. the un-personalized base); "" = none
+    references: tuple[str, ...] = ()  # >= 2 reference models that never saw the corpus: offline LiRA
+    lira_variance: str = "auto"  # auto (global below 16 references) | global | per_example
     methods: tuple[str, ...] = METHODS
     min_k_fraction: float = 0.2  # Shi et al.'s k (20% least likely tokens)
     max_documents: int = 0  # per split, 0 = all (the first N of each split, in corpus order)
@@ -101,6 +126,13 @@ class MembershipParams:
             raise InputError(f"methods: unknown method '{unknown[0] if unknown else ''}' (known: {', '.join(METHODS)})")
         if not 0.0 < self.min_k_fraction <= 1.0:
             raise InputError(f"min_k_fraction: must be in (0, 1], got {self.min_k_fraction}")
+        if self.references and len(self.references) < 2:
+            raise InputError(f"references: LiRA fits a Gaussian over reference models: give at least 2, "
+                             f"got {len(self.references)} (one reference model: use `reference`)")
+        if any(not isinstance(r, str) or not r for r in self.references):
+            raise InputError("references: each entry must be a target spec string")
+        if self.lira_variance not in ("auto", "global", "per_example"):
+            raise InputError(f"lira_variance: must be auto, global or per_example, got '{self.lira_variance}'")
         if self.max_documents < 0:
             raise InputError(f"max_documents: must be >= 0, got {self.max_documents}")
         if self.num_candidates < 1:
@@ -144,6 +176,12 @@ class MembershipInference(Attack):
 
     params: MembershipParams
 
+    def nested_targets(self) -> dict[str, str]:
+        """`reference` and each of `references` (as `references[i]`): checked, loaded and fingerprinted."""
+        out = super().nested_targets()
+        out.update({f"references[{i}]": spec for i, spec in enumerate(self.params.references)})
+        return out
+
     # ------------------------------------------------------------------------------------------- run
     def run(self, target: Target, ctx: RunContext) -> AttackResult:
         corpus = load_corpus(self.params.corpus)
@@ -153,47 +191,65 @@ class MembershipInference(Attack):
         doc_items = [(f"{DOC}|{d.id}", d) for d in docs]
         canaries = list(corpus.canaries) if self.params.canaries else []
         canary_items = [(f"{CANARY}|{c.id}", c) for c in canaries]
-        reference = None
-        if self.params.reference and (ctx.pending(self.name, target.name, doc_items)
-                                      or ctx.pending(self.name, target.name, canary_items)):
-            ctx.progress.log(f"loading reference target {self.params.reference}")
-            reference = ctx.load_target(self.params.reference)
-            for capability in sorted(self.requires):
-                require(reference, capability, f"{self.name} (reference)")
+        pending = bool(ctx.pending(self.name, target.name, doc_items) or ctx.pending(self.name, target.name, canary_items))
+        reference = self._load_reference(self.params.reference, ctx) if self.params.reference and pending else None
+        lira_refs: list[Target] = []
         try:
-            self._score_documents(target, reference, doc_items, ctx)
+            if self.params.references and ctx.pending(self.name, target.name, doc_items):
+                lira_refs = [self._load_reference(spec, ctx) for spec in self.params.references]
+            overlaps = ngram_overlaps([d.text for d in docs], [d.split == "train" for d in docs])
+            self._score_documents(target, reference, lira_refs, doc_items, dict(zip((d.id for d in docs), overlaps)), ctx)
             self._score_canaries(target, reference, canary_items, ctx)
         finally:
-            if reference is not None:
-                reference.close()
+            for ref in [reference, *lira_refs]:
+                if ref is not None:
+                    ref.close()
+        self._generator = str(corpus.meta.get("generator") or "") or None
         return self.summarize(target.name, ctx.records(self.name, target.name))
 
-    def _score_documents(self, target: Target, reference: Target | None, items: list[tuple[str, Document]],
-                         ctx: RunContext) -> None:
+    def _load_reference(self, spec: str, ctx: RunContext) -> Target:
+        ctx.progress.log(f"loading reference target {spec}")
+        reference = ctx.load_target(spec)
+        for capability in sorted(self.requires):
+            require(reference, capability, f"{self.name} (reference)")
+        return reference
+
+    def _score_documents(self, target: Target, reference: Target | None, lira_refs: list[Target],
+                         items: list[tuple[str, Document]], overlaps: dict[str, float], ctx: RunContext) -> None:
         p = self.params
+        # Min-K%++ needs each position's whole next-token distribution: one pass gives it with the log-probs.
+        with_dist = "min_k_pp" in p.methods and TOKEN_DISTRIBUTION in target.capabilities
 
-        def call(batch: list[Document]) -> list[tuple[list[float], list[float] | None]]:
+        def call(batch: list[Document]) -> list[tuple[Any, list[float] | None, list[float]]]:
             texts = [d.text for d in batch]
-            lps = _token_logprobs(target, texts)
+            lps: list[Any] = (target.token_distributions([""] * len(texts), texts) if with_dist
+                              else _token_logprobs(target, texts))
             ref_lps = _token_logprobs(reference, texts) if reference is not None else [None] * len(batch)
-            return list(zip(lps, ref_lps))
+            lira = [[mean_logprob(lp) for lp in _token_logprobs(ref, texts)] for ref in lira_refs]
+            return [(lp, ref, [col[i] for col in lira]) for i, (lp, ref) in enumerate(zip(lps, ref_lps))]
 
-        def record(doc: Document, logprobs: tuple[list[float], list[float] | None]) -> dict[str, Any]:
-            lp, ref_lp = logprobs
+        def record(doc: Document, scored: tuple[Any, list[float] | None, list[float]]) -> dict[str, Any]:
+            dist, ref_lp, lira_means = scored
+            lp = dist.logprobs if isinstance(dist, TokenDistribution) else dist
             if not lp:
                 raise InputError(f"{p.corpus}: document '{doc.id}' has no tokens to score")
             mean = mean_logprob(lp)
             scores: dict[str, float] = {"loss": mean, "zlib": zlib_ratio_score(mean, doc.text),
                                         "min_k": min_k_prob(lp, p.min_k_fraction)}
+            if isinstance(dist, TokenDistribution):
+                scores["min_k_pp"] = min_k_plus_plus(dist.logprobs, dist.means, dist.stds, p.min_k_fraction)
             payload: dict[str, Any] = {
                 "probe": DOC, "doc_id": doc.id, "doc_kind": doc.kind, "subject_id": doc.subject_id,
                 "member": doc.split == "train", "repeats": doc.repeats if doc.split == "train" else 0,
                 "num_tokens": len(lp), "logprob_sum": float(sum(lp)),
+                "ngram_overlap": overlaps[doc.id], "blind": blind_features(doc.text),
             }
             if ref_lp:
                 ref_mean = mean_logprob(ref_lp)
                 scores["reference"] = reference_ratio_score(mean, ref_mean)
                 payload["reference_mean_logprob"] = ref_mean
+            if lira_means:  # LiRA's Gaussian is fitted over all documents at summary time
+                payload["references_mean_logprob"] = lira_means
             payload["scores"] = {m: v for m, v in scores.items() if m in p.methods}
             return payload
 
@@ -235,7 +291,9 @@ class MembershipInference(Attack):
 
     # ------------------------------------------------------------------------------------- summarize
     def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:
-        return summarize_membership(self.name, target_name, records, self.params)
+        # the corpus generator is known after `run` (a report re-summarizing stored records has none)
+        return summarize_membership(self.name, target_name, records, self.params,
+                                    generator=getattr(self, "_generator", None))
 
 
 def _score_batched(target: Target, prompts: list[str], conts: list[str], batch_size: int) -> list[float]:
@@ -258,16 +316,27 @@ def _safe_fitted(true_score: float, candidate_scores: Sequence[float]) -> float 
 
 # ------------------------------------------------------------------------------------------ summary
 def summarize_membership(attack: str, target_name: str, records: pd.DataFrame,
-                         params: MembershipParams) -> AttackResult:
-    """Metrics, tables and charts from stored records alone (the report re-runs this)."""
+                         params: MembershipParams, generator: str | None = None) -> AttackResult:
+    """Metrics, tables and charts from stored records alone (the report re-runs this).
+
+    `generator` (the corpus' own record of what drew its splits) is stated when the caller knows it.
+    """
     metrics: dict[str, Estimate] = {}
     tables: dict[str, list[dict[str, Any]]] = {}
     charts: dict[str, Any] = {}
     probe = records["probe"] if "probe" in records else pd.Series(dtype=object)
-    docs = records[probe == DOC]
+    docs = with_lira_scores(records[probe == DOC], params)
     canaries = records[probe == CANARY]
+    split_note = None
     if len(docs):
         _summarize_documents(docs, params, metrics, tables, charts)
+        labels = [bool(m) for m in docs["member"]]
+        if any(labels) and not all(labels):
+            split_metrics, row = summarize_split(docs, subject_clusters(docs), labels, bootstrap=params.bootstrap,
+                                                 confidence=params.confidence, generator=generator)
+            metrics.update(split_metrics)
+            tables["split"] = [row]
+            split_note = split_assumption(row)
     if len(canaries):
         _summarize_canaries(canaries, metrics, tables, charts)
     assumptions = [
@@ -275,14 +344,22 @@ def summarize_membership(attack: str, target_name: str, records: pd.DataFrame,
         "non-members are held-out documents from the same templates; canary documents are excluded",
         "'auc' reports the best method on this data, which is optimistic; per-method AUCs are in the table",
     ]
+    if split_note:
+        assumptions.append(split_note)
     if params.reference:
         assumptions.append(f"reference ratio assumes '{params.reference}' never saw the corpus")
+    if "lira" in computed_methods(docs):
+        assumptions.append(f"LiRA offline (Carlini et al. 2022, Sec. IV-C) assumes none of the {len(params.references)} "
+                           f"references saw the corpus; Gaussian variance {lira_variance_label(params)}")
+    assumptions += [MISSING_WHY[m] for m in params.methods if m in MISSING_WHY and len(docs)
+                    and m not in computed_methods(docs) and (m != "lira" or params.references)]
     if len(canaries):
         assumptions.append("canary exposure ranks the secret among sampled candidates of its format "
                            "(Secret Sharer, Sec. 4); 0-repeat canaries are chance-level controls")
     return AttackResult(attack=attack, target=target_name, records=records, metrics=metrics, tables=tables,
                         charts=charts, assumptions=assumptions,
                         provenance={"methods": list(params.methods), "min_k_fraction": params.min_k_fraction,
+                                    "references": list(params.references) or None, "corpus_generator": generator,
                                     "bootstrap": params.bootstrap, "confidence": params.confidence,
                                     "reference": params.reference or None, "corpus": params.corpus})
 

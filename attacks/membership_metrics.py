@@ -304,3 +304,86 @@ def fitted_exposure(true_score: float, candidate_scores: Sequence[float]) -> flo
     a, loc, scale = skewnorm.fit(c)
     log_tail = float(skewnorm.logsf(true_score, a, loc, scale))
     return max(0.0, -log_tail / math.log(2))
+
+
+# -- Min-K%++ (Zhang et al., 2024) ----------------------------------------------------------------
+
+SIGMA_FLOOR = 1e-6  # a next-token distribution this peaked is one-hot in float32: its z-scores are 0/0
+
+
+def min_k_plus_plus(token_logprobs: Sequence[float], means: Sequence[float], stds: Sequence[float],
+                    k: float = 0.2) -> float:
+    """Min-K%++ (Zhang et al., "Min-K%++: Improved Baseline for Detecting Pre-Training Data from LLMs",
+    2024, Sec. 3, Eq. 2-3): each token's log-prob standardised by the model's own next-token
+    distribution at that position, (log p(x_t | x_<t) - mu_t) / sigma_t, with mu_t = E_{z~p}[log p(z)]
+    and sigma_t^2 = Var_{z~p}[log p(z)] over the whole vocabulary, then averaged over the k fraction
+    of lowest tokens (at least one), as Min-K% does with raw log-probs.
+
+    Why: training pushes each training token toward a *mode* of its conditional (a local maximum of
+    the likelihood, the paper's Sec. 3.1), so a member's tokens sit high relative to the other
+    candidates at the same position, whatever the position's entropy; Min-K% compares raw
+    log-probs across positions of very different entropy. sigma is floored at `SIGMA_FLOOR` so a
+    one-hot position scores 0 (not 0/0).
+    """
+    if not 0.0 < k <= 1.0:
+        raise ValueError(f"k must be in (0, 1], got {k}")
+    lp = np.asarray(token_logprobs, dtype=float)
+    mu = np.asarray(means, dtype=float)
+    sd = np.asarray(stds, dtype=float)
+    if lp.size == 0:
+        raise ValueError("no tokens")
+    if not lp.shape == mu.shape == sd.shape:
+        raise ValueError(f"log-probs, means and stds differ in length: {lp.shape}, {mu.shape}, {sd.shape}")
+    if np.any(sd < 0):
+        raise ValueError("standard deviations must be >= 0")
+    z = np.sort((lp - mu) / np.maximum(sd, SIGMA_FLOOR))
+    count = max(1, int(len(z) * k))
+    return float(z[:count].mean())
+
+
+# -- LiRA offline over reference models (Carlini et al., S&P 2022) ---------------------------------
+
+LIRA_PER_EXAMPLE_MIN = 16  # below this many references the variance is pooled over documents (Sec. VI-A)
+
+
+@dataclass(frozen=True)
+class LiraFit:
+    """Per-document z-scores of the target against its references' Gaussian, and how it was fitted."""
+
+    scores: tuple[float, ...]
+    variance: str  # "global" (pooled over documents) or "per_example"
+    references: int
+
+
+def lira_offline(target_stats: Sequence[float], reference_stats: Sequence[Sequence[float]],
+                 variance: str = "auto") -> LiraFit:
+    """Offline LiRA (Carlini et al., "Membership Inference Attacks From First Principles", S&P 2022,
+    Sec. IV-C, Algorithm 1 offline): for each document x, the statistics of R reference models that
+    did *not* train on x ("OUT" models) are fitted by a Gaussian N(mu_x, sigma_x^2), and the target's
+    statistic s_x is scored by the one-sided test Lambda = Phi((s_x - mu_x) / sigma_x). Returned are
+    the z-scores (s_x - mu_x) / sigma_x: Phi is one increasing function for every document, so they
+    rank exactly as Lambda does, without Phi's saturation to 1.0 in float64.
+
+    `reference_stats[j][x]` is reference j's statistic of document x (here the mean token log-prob,
+    the language-model analogue of the paper's logit-scaled confidence, which is already unbounded).
+    `variance`: "per_example" fits sigma_x from x's R values; "global" pools the within-document
+    variance over every document, the paper's choice when shadow models are few (Sec. VI-A, "fixed
+    variance"; per-example variance needs dozens); "auto" is global below `LIRA_PER_EXAMPLE_MIN`.
+    """
+    s = np.asarray(target_stats, dtype=float)
+    r = np.asarray(reference_stats, dtype=float)
+    if r.ndim != 2 or r.shape[1] != s.shape[0] or s.ndim != 1:
+        raise ValueError(f"reference statistics must be references x documents ({len(s)}), got shape {r.shape}")
+    if r.shape[0] < 2:
+        raise ValueError(f"LiRA fits a Gaussian over reference models: needs at least 2, got {r.shape[0]}")
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(r))):
+        raise ValueError("statistics must be finite")
+    if variance == "auto":
+        variance = "global" if r.shape[0] < LIRA_PER_EXAMPLE_MIN else "per_example"
+    if variance not in ("global", "per_example"):
+        raise ValueError(f"variance must be auto, global or per_example, got {variance!r}")
+    mu = r.mean(axis=0)
+    per_doc_var = r.var(axis=0, ddof=1)
+    var = np.full_like(mu, per_doc_var.mean()) if variance == "global" else per_doc_var
+    sigma = np.sqrt(np.maximum(var, SIGMA_FLOOR**2))
+    return LiraFit(scores=tuple(float(v) for v in (s - mu) / sigma), variance=variance, references=int(r.shape[0]))

@@ -102,6 +102,9 @@ class OutputFilterTarget:
     def token_logprobs(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[list[float]]:
         return self.inner.token_logprobs(prompts, continuations)  # the model's, like `score` (see above)
 
+    def token_distributions(self, prompts: Sequence[str], continuations: Sequence[str]) -> list:
+        return self.inner.token_distributions(prompts, continuations)  # the model's, like `score`
+
     def echo_logprobs(self, texts: Sequence[str], top_k: int = 0) -> list:
         return self.inner.echo_logprobs(texts, top_k)
 

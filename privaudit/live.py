@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from privaudit.engine.batching import AdaptiveBatcher
 from privaudit.errors import InputError
-from privaudit.targets.base import CHAT, GENERATE, GRADIENTS, SCORE, TOKEN_LOGPROBS
+from privaudit.targets.base import CHAT, GENERATE, GRADIENTS, SCORE, TOKEN_DISTRIBUTION, TOKEN_LOGPROBS
 from privaudit.targets.hf import HFTarget
 
 LIVE_SCHEME = "live"
@@ -74,7 +74,7 @@ class LiveModelTarget(HFTarget):
         self.dtype = first.dtype if first is not None else None
         self._batcher = AdaptiveBatcher(batch_size)
         self._fingerprint = None
-        caps = {GENERATE, SCORE, TOKEN_LOGPROBS, GRADIENTS}
+        caps = {GENERATE, SCORE, TOKEN_LOGPROBS, TOKEN_DISTRIBUTION, GRADIENTS}
         if getattr(tokenizer, "chat_template", None):
             caps.add(CHAT)
         self.capabilities = frozenset(caps)

@@ -67,11 +67,11 @@ def test_a_target_without_per_token_logprobs_cannot_be_measured():
 
 def test_finetuned_model_auc_interval_excludes_chance(finetuned_result):
     res, _, _ = finetuned_result
-    for name in ("auc", "auc.loss", "auc.zlib", "auc.min_k", "auc.reference"):
+    for name in ("auc", "auc.loss", "auc.zlib", "auc.min_k", "auc.min_k_pp", "auc.reference"):
         assert res.metrics[name].low > 0.5, name
     assert res.metrics["auc"].n == len(res.records[res.records["probe"] == "doc"])
     assert res.metrics["tpr_at_1pct_fpr"].value > 0.2
-    assert {r["method"] for r in res.tables["methods"]} == {"loss", "zlib", "min_k", "reference"}
+    assert {r["method"] for r in res.tables["methods"]} == {"loss", "zlib", "min_k", "min_k_pp", "reference"}
 
 
 def test_intervals_resample_data_subjects_and_the_summary_carries_the_contract(finetuned_result):
@@ -101,7 +101,7 @@ def test_exposure_is_higher_for_the_repeated_canary_than_the_control(finetuned_r
 def test_result_carries_roc_curves_and_masks_secrets(finetuned_result):
     res, _, _ = finetuned_result
     roc = res.charts["roc"]
-    assert roc["kind"] == "roc" and len(roc["curves"]) == 4
+    assert roc["kind"] == "roc" and len(roc["curves"]) == 5
     for curve in roc["curves"]:
         assert curve["fpr"][0] == 0.0 and curve["fpr"][-1] == 1.0 and curve["tpr"][-1] == 1.0
     assert "secret" in MembershipInference.pii_record_fields
@@ -143,8 +143,8 @@ def test_membership_documents_exclude_canaries_and_respect_the_limit(memorized_s
 
 
 def test_params_reject_unknown_method():
-    with pytest.raises(InputError, match="unknown method 'lira'"):
-        MembershipInference.from_config({"corpus": "c.jsonl", "methods": ["lira"]}, "attacks.membership")
+    with pytest.raises(InputError, match="unknown method 'gradnorm'"):
+        MembershipInference.from_config({"corpus": "c.jsonl", "methods": ["gradnorm"]}, "attacks.membership")
 
 
 def test_cli_runs_membership_and_writes_summary(memorized_setup, tmp_path):
@@ -172,6 +172,14 @@ def test_cli_missing_corpus_is_an_input_error(memorized_setup, tmp_path):
     assert "nope.jsonl" in result.output
 
 
+def test_cli_one_lira_reference_is_an_input_error_before_any_model_loads(memorized_setup, tmp_path):
+    result = CliRunner().invoke(main, [
+        "attack", "membership", "--target", "hf:/nonexistent-model", "--corpus", str(memorized_setup.corpus_path),
+        "--references", memorized_setup.base_spec, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "references" in result.output and "at least 2" in result.output
+
+
 @pytest.mark.slow
 def test_user_level_dp_sgd_at_epsilon_8_brings_every_auc_interval_to_chance(memorized_setup, tmp_path):
     """DP-SGD at epsilon 8 with the data subject as privacy unit: no membership score beats chance.
@@ -193,6 +201,64 @@ def test_user_level_dp_sgd_at_epsilon_8_brings_every_auc_interval_to_chance(memo
     assert dp.privacy is not None and dp.privacy.epsilon <= 8.0 + 1e-6 and dp.privacy.privacy_unit == "subject"
     params = MembershipParams(corpus=str(s.corpus_path), reference=s.base_spec, canaries=False, bootstrap=300)
     res = _run(dp.target_spec, params, tmp_path / "run")
-    aucs = {name: res.metrics[name] for name in ("auc.loss", "auc.zlib", "auc.min_k", "auc.reference")}
+    aucs = {name: res.metrics[name] for name in ("auc.loss", "auc.zlib", "auc.min_k", "auc.min_k_pp", "auc.reference")}
     for name, est in aucs.items():
         assert est.low < 0.5 < est.high or abs(est.value - 0.5) < 0.1, aucs
+
+
+# -- Min-K%++, offline LiRA and the split's construction (issue 17) ---------------------------------
+
+def test_split_construction_overlap_and_blind_baseline_are_reported(finetuned_result, memorized_setup):
+    """MIMIR's warning (Duan et al. 2024): the report states how non-members were drawn and how shifted they are."""
+    res, _, _ = finetuned_result
+    row = res.tables["split"][0]
+    held_out = set(memorized_setup.heldout_subject_ids)
+    assert row["construction"].startswith("held-out subjects") and row["non_members_sharing_a_subject"] == 0
+    assert row["non_member_subjects"] == len(held_out) and row["generator"] == "privaudit.data.corpus.generate_corpus"
+    overlap, blind = res.metrics["split_ngram_overlap"], res.metrics["split_blind_auc"]
+    assert 0.0 <= overlap.low <= overlap.value <= overlap.high <= 1.0 and overlap.n == row["non_members"]
+    assert 0.5 <= blind.value <= 1.0 and blind.low <= blind.value <= blind.high
+    # the model-free baseline is far below what the model's scores reach: the AUC is about memorization
+    assert blind.value < res.metrics["auc.min_k_pp"].low
+    assert any("13-gram overlap" in a and "blind baseline" in a for a in res.assumptions)
+    summary = res.to_summary()["metrics"]
+    assert summary["split_blind_auc"]["cluster"] == "subject" and summary["auc.min_k_pp"]["kind"] == "mean"
+
+
+def test_a_target_without_the_next_token_distribution_skips_min_k_pp_and_says_why(memorized_setup, tmp_path):
+    """An API target sees top_logprobs only: Min-K%++ is not approximated, it is left out and named."""
+    from reliability.char_target import CharBigramTarget
+
+    params = MembershipParams(corpus=str(memorized_setup.corpus_path), canaries=False, bootstrap=50, max_documents=6)
+    with RunStore(tmp_path / "run") as store:
+        res = MembershipInference(params).run(CharBigramTarget(), RunContext(store=store, seed=0, batch_size=16))
+    assert "auc.min_k_pp" not in res.metrics and "auc.min_k" in res.metrics
+    assert any(a.startswith("Min-K%++ not computed") for a in res.assumptions)
+
+
+def test_references_need_two_models_and_are_nested_targets():
+    with pytest.raises(InputError, match="at least 2"):
+        MembershipParams(corpus="c.jsonl", references=("hf:a",))
+    with pytest.raises(InputError, match="lira_variance"):
+        MembershipParams(corpus="c.jsonl", lira_variance="median")
+    attack = MembershipInference(MembershipParams(corpus="c.jsonl", reference="hf:r", references=("hf:a", "hf:b")))
+    assert attack.nested_targets() == {"reference": "hf:r", "references[0]": "hf:a", "references[1]": "hf:b"}
+
+
+@pytest.mark.slow
+def test_offline_lira_over_reference_models_separates_members(memorized_setup, tmp_path):
+    """Two OUT references (the public base, and the base fine-tuned on other people's documents)."""
+    from privaudit.defenses.finetune import FinetuneConfig, finetune
+    from privaudit.personalized import PersonalizationRecipe, public_corpus
+
+    s = memorized_setup
+    other = public_corpus(PersonalizationRecipe(seed=7, public_subjects=12)).train_texts()
+    cfg = FinetuneConfig(epochs=1, learning_rate=s.recipe.learning_rate, batch_size=16, max_length=128, seed=7)
+    out_ref = finetune(s.base_dir, other, other[:4], cfg, tmp_path / "out_ref")
+    params = MembershipParams(corpus=str(s.corpus_path), references=(s.base_spec, out_ref.target_spec),
+                              methods=("loss", "lira"), canaries=False, bootstrap=200)
+    res = _run(s.finetuned_spec, params, tmp_path / "run")
+    assert res.metrics["auc.lira"].low > 0.5 and {r["method"] for r in res.tables["methods"]} == {"loss", "lira"}
+    assert any("LiRA offline" in a and "global" in a for a in res.assumptions)
+    docs = res.records[res.records["probe"] == "doc"]
+    assert all(len(r) == 2 for r in docs["references_mean_logprob"])

@@ -11,7 +11,9 @@ import torch
 from click.testing import CliRunner
 
 from privaudit.errors import CapabilityError, InputError, TargetError
-from privaudit.targets.base import CHAT, GENERATE, GRADIENTS, SCORE, TOKEN_LOGPROBS, GenerationConfig, load_target
+from privaudit.targets.base import (
+    CHAT, GENERATE, GRADIENTS, SCORE, TOKEN_DISTRIBUTION, TOKEN_LOGPROBS, GenerationConfig, load_target,
+)
 from privaudit.targets.hf import HFTarget, _left_pad
 
 PROMPTS = [
@@ -57,7 +59,7 @@ def manual_logprob(model, ids: list[int], start: int) -> float:
 
 # ------------------------------------------------------------------------------------------ loading
 def test_capabilities_and_white_box_handles(target):
-    assert target.capabilities == frozenset({GENERATE, SCORE, CHAT, GRADIENTS, TOKEN_LOGPROBS})
+    assert target.capabilities == frozenset({GENERATE, SCORE, CHAT, GRADIENTS, TOKEN_LOGPROBS, TOKEN_DISTRIBUTION})
     assert target.device == "cpu" and target.model is not None and target.tokenizer is not None
     assert target.tokenizer.padding_side == "left"
     assert target.name.startswith("hf:")
@@ -277,7 +279,7 @@ def test_cli_targets_check_prints_capabilities_fingerprint_and_a_generation(tiny
 
     result = CliRunner().invoke(main, ["targets", "check", f"hf:{tiny_model_dir}", "--max-new-tokens", "4"])
     assert result.exit_code == 0, result.output
-    assert "capabilities: chat, generate, gradients, score, token_logprobs" in result.output
+    assert "capabilities: chat, generate, gradients, score, token_distribution, token_logprobs" in result.output
     assert f"fingerprint:  {target.fingerprint()}" in result.output
     assert "generate:     'My name is' -> " in result.output
 

@@ -15,7 +15,7 @@ from privaudit.commands.common import (
     target_option,
 )
 
-METHODS = ("loss", "zlib", "min_k", "reference")
+METHODS = ("loss", "zlib", "min_k", "min_k_pp", "reference", "lira")  # attacks/membership.py METHODS
 
 
 def _methods(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -35,8 +35,10 @@ def _methods(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 @out_option("privaudit-runs/membership")
 @click.option("--reference", default=None,
               help="Reference model spec for the reference-ratio score, e.g. the un-personalized base (hf:PATH).")
+@click.option("--references", "references", multiple=True, metavar="SPEC",
+              help="A reference model for offline LiRA (repeatable; at least 2, none trained on the corpus).")
 @click.option("--methods", callback=_methods, default=None, metavar="LIST",
-              help="Comma-separated subset of loss,zlib,min_k,reference (default: all that can run).")
+              help="Comma-separated subset of loss,zlib,min_k,min_k_pp,reference,lira (default: all that can run).")
 @click.option("--min-k", "min_k_fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Fraction of least likely tokens for Min-K% prob.  [default: 0.2]")
 @click.option("--max-documents", type=click.IntRange(min=1), default=None,
@@ -51,13 +53,14 @@ def _methods(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 @show_pii_option
 @click.pass_context
 def command(ctx: click.Context, target: str, corpus: Path, out: Path, reference: str | None,
-            methods: list[str] | None, min_k_fraction: float | None, max_documents: int | None,
+            references: tuple[str, ...], methods: list[str] | None, min_k_fraction: float | None, max_documents: int | None,
             num_candidates: int | None, no_canaries: bool, bootstrap: int | None, seed: int, batch_size: int,
             show_pii: bool) -> None:
-    """Membership inference (LOSS, zlib, Min-K%, reference ratio): ROC AUC and TPR at 1% / 0.1% FPR with
+    """Membership inference (LOSS, zlib, Min-K%, Min-K%++, reference ratio, offline LiRA): ROC AUC and TPR at 1% / 0.1% FPR with
     bootstrap intervals; canary exposure in bits per repetition count (The Secret Sharer)."""
     params = {
-        "corpus": str(corpus), "reference": reference, "methods": methods, "min_k_fraction": min_k_fraction,
+        "corpus": str(corpus), "reference": reference,
+        "references": list(references) or None, "methods": methods, "min_k_fraction": min_k_fraction,
         "max_documents": max_documents, "num_candidates": num_candidates,
         "canaries": False if no_canaries else None, "bootstrap": bootstrap,
     }

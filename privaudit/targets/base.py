@@ -18,6 +18,10 @@ from privaudit.registry import Registry
 GENERATE = "generate"
 SCORE = "score"  # teacher-forced sum log-prob of a continuation given a prompt
 TOKEN_LOGPROBS = "token_logprobs"  # the per-token log-probs behind `score` (token_logprobs, echo_logprobs)
+# Each scored position's whole next-token distribution summarised: mean and std of log p over the
+# vocabulary under p (`token_distributions`), what Min-K%++ standardises by. Local models only: an
+# API's top_logprobs sees a handful of tokens, not the vocabulary.
+TOKEN_DISTRIBUTION = "token_distribution"
 CHAT = "chat"  # chat template / chat endpoint
 GRADIENTS = "gradients"  # white-box: embeddings and autograd available (soft prompts, DP)
 # Personalized per asking user (rag:, profile:, peruser:): the target offers `for_user(user_id) -> Target`,
@@ -54,6 +58,17 @@ class TokenLogprobs:
             "text_offset": [self.text_offset[i] for i in keep],
             "top_logprobs": [top[i] for i in keep],
         }
+
+
+@dataclass(frozen=True)
+class TokenDistribution:
+    """One continuation's scored tokens: log p(x_t | x_<t), and the mean and standard deviation of
+    log p(z | x_<t) over the vocabulary z drawn from the model's own next-token distribution at t
+    (Min-K%++'s mu_t and sigma_t, Zhang et al. 2024, Sec. 3). Three lists of one length."""
+
+    logprobs: list[float]
+    means: list[float]
+    stds: list[float]
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,13 @@ class Target(Protocol):
 
         With `TOKEN_LOGPROBS` only. Membership scores such as Min-K% prob (Shi et al., ICLR 2024)
         need the individual tokens, not only their sum; an empty continuation gives `[]`.
+        """
+        ...
+
+    def token_distributions(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[TokenDistribution]:
+        """`token_logprobs` plus each position's mean and std of log p under the next-token distribution.
+
+        With `TOKEN_DISTRIBUTION` only (one forward pass gives all three from the full logits).
         """
         ...
 

@@ -23,9 +23,11 @@ from privaudit.targets.base import (
     GENERATE,
     GRADIENTS,
     SCORE,
+    TOKEN_DISTRIBUTION,
     TOKEN_LOGPROBS,
     GenerationConfig,
     Message,
+    TokenDistribution,
     TokenLogprobs,
     register_fingerprint,
     register_target,
@@ -120,7 +122,7 @@ class HFTarget:
         self.model = load_model(self.model_path, self.adapter_path, self.dtype, self.device, self.tokenizer)
         self._batcher: AdaptiveBatcher = AdaptiveBatcher(batch_size)
         self._fingerprint: str | None = None
-        caps = {GENERATE, SCORE, TOKEN_LOGPROBS, GRADIENTS}
+        caps = {GENERATE, SCORE, TOKEN_LOGPROBS, TOKEN_DISTRIBUTION, GRADIENTS}
         if getattr(self.tokenizer, "chat_template", None):
             caps.add(CHAT)
         self.capabilities = frozenset(caps)
@@ -208,6 +210,12 @@ class HFTarget:
         items = self._score_items("token_logprobs", prompts, continuations)
         return self._batcher.map(items, [len(it.ids) for it in items], self._token_logprobs_batch) if items else []
 
+    def token_distributions(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[TokenDistribution]:
+        """`token_logprobs` plus each position's mean and std of log p over the vocabulary (Min-K%++),
+        from the same forward pass's full logits; tokenization is exactly `score`'s."""
+        items = self._score_items("token_distributions", prompts, continuations)
+        return self._batcher.map(items, [len(it.ids) for it in items], self._distributions_batch) if items else []
+
     def echo_logprobs(self, texts: Sequence[str], top_k: int = 0) -> list[TokenLogprobs]:
         """Every token of each text with offsets, log-probs and top-k (`privaudit serve`'s echo/logprobs)."""
         return hf_token_logprobs(self.model, self.tokenizer, texts, top_k, self.device, self._batcher)
@@ -238,6 +246,9 @@ class HFTarget:
 
     def _token_logprobs_batch(self, batch: list[ScoreItem]) -> list[list[float]]:
         return teacher_forced(self.model, batch, self.tokenizer.pad_token_id, self.device).per_row()
+
+    def _distributions_batch(self, batch: list[ScoreItem]) -> list[TokenDistribution]:
+        return teacher_forced(self.model, batch, self.tokenizer.pad_token_id, self.device, stats=True).distributions()
 
     # ------------------------------------------------------------------------------------- provenance
     def fingerprint(self) -> str:

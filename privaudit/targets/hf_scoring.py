@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from privaudit.engine.batching import AdaptiveBatcher
-from privaudit.targets.base import TokenLogprobs
+from privaudit.targets.base import TokenDistribution, TokenLogprobs
 
 SCORE_BATCH = 8  # rows per forward pass of `hf_token_logprobs` when the caller brings no batcher
 
@@ -37,6 +37,8 @@ class TeacherForced:
     counts: list[int]  # scored tokens per row
     top_values: Any = None  # (scored, k) log-probs of the k most likely tokens at each position
     top_ids: Any = None  # (scored, k) their token ids
+    means: Any = None  # (scored,) E_{z~p}[log p(z)] at each position (with `stats`)
+    stds: Any = None  # (scored,) sqrt(Var_{z~p}[log p(z)]) at each position (with `stats`)
 
     def sums(self) -> list[float]:
         """Each row's summed log-prob, accumulated in float64 (what `score` returns)."""
@@ -46,18 +48,41 @@ class TeacherForced:
         sums.index_add_(0, self.rows, self.token_logprobs.double())
         return [float(s) for s in sums.cpu()]
 
-    def per_row(self) -> list[list[float]]:
-        """Each row's per-token log-probs (what `token_logprobs` returns)."""
-        values = self.token_logprobs.cpu().tolist()
+    def per_row(self, values: Any = None) -> list[list[float]]:
+        """Each row's per-token log-probs (what `token_logprobs` returns), or `values`' split by row."""
+        flat = (self.token_logprobs if values is None else values).cpu().tolist()
         out, pos = [], 0
         for n in self.counts:
-            out.append(values[pos : pos + n])
+            out.append(flat[pos : pos + n])
             pos += n
         return out
 
+    def distributions(self) -> list[TokenDistribution]:
+        """Each row's log-probs with its positions' means and stds (needs `teacher_forced(stats=True)`)."""
+        if self.means is None or self.stds is None:
+            raise ValueError("teacher_forced ran without stats=True")
+        return [TokenDistribution(lp, mu, sd)
+                for lp, mu, sd in zip(self.per_row(), self.per_row(self.means), self.per_row(self.stds))]
 
-def teacher_forced(model: Any, batch: Sequence[ScoreItem], pad_id: int, device: Any, top_k: int = 0) -> TeacherForced:
-    """One forward pass over `batch`; log-probs of every scored token (and its top-k alternatives)."""
+
+def distribution_stats(logp: Any) -> tuple[Any, Any]:
+    """Mean and std of log p(z) for z ~ p, per row of a (positions x vocab) log-softmax (Min-K%++'s mu, sigma).
+
+    Terms where p(z) underflows to 0 contribute 0 (their weight), not 0 * -inf.
+    """
+    import torch
+
+    p = logp.exp()
+    finite = p > 0
+    mu = torch.where(finite, p * logp, torch.zeros_like(logp)).sum(-1)
+    var = torch.where(finite, p * (logp - mu.unsqueeze(-1)) ** 2, torch.zeros_like(logp)).sum(-1)
+    return mu, var.clamp_min(0).sqrt()
+
+
+def teacher_forced(model: Any, batch: Sequence[ScoreItem], pad_id: int, device: Any, top_k: int = 0,
+                   stats: bool = False) -> TeacherForced:
+    """One forward pass over `batch`; log-probs of every scored token (and its top-k alternatives;
+    with `stats`, the mean and std of log p over each position's next-token distribution)."""
     import torch
 
     width = max(1, max(len(it.ids) for it in batch))
@@ -80,8 +105,9 @@ def teacher_forced(model: Any, batch: Sequence[ScoreItem], pad_id: int, device: 
         top_values = top_ids = None
         if top_k > 0 and picked.shape[0] > 0:
             top_values, top_ids = torch.topk(picked, k=min(top_k, picked.shape[-1]), dim=-1)
+        means, stds = distribution_stats(picked) if stats else (None, None)
     counts = [int(c) for c in pred_mask.sum(dim=1).cpu()]
-    return TeacherForced(token_lp, rows, counts, top_values, top_ids)
+    return TeacherForced(token_lp, rows, counts, top_values, top_ids, means, stds)
 
 
 def hf_token_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], top_k: int = 0, device: Any = None,
