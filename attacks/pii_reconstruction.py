@@ -115,6 +115,14 @@ class PiiReconstruction(Attack):
 
     params: ReconstructParams
 
+    @classmethod
+    def from_config(cls, mapping: Any, where: str) -> "PiiReconstruction":
+        """Validate the table, and read the masked sentences once: a bad template line, a missing
+        file or a corpus without a single masked value fails here, before any model loads."""
+        attack = super().from_config(mapping, where)
+        attack.sentences()
+        return attack  # type: ignore[return-value]
+
     def check_target(self, target: Target) -> None:
         require(target, TOKEN_LOGPROBS, f"{self.name} (it scores whole sentences token by token)")
         if "reconstruction" in self.params.parts:
