@@ -115,13 +115,13 @@ class PiiReconstruction(Attack):
 
     params: ReconstructParams
 
-    @classmethod
-    def from_config(cls, mapping: Any, where: str) -> "PiiReconstruction":
-        """Validate the table, and read the masked sentences once: a bad template line, a missing
-        file or a corpus without a single masked value fails here, before any model loads."""
-        attack = super().from_config(mapping, where)
-        attack.sentences()
-        return attack  # type: ignore[return-value]
+    def data_files(self):  # -> list[Path]
+        """The files read (their hashes join the run's identity), after reading the masked sentences
+        once: the runner asks before any model loads, so a bad template line, a missing file or a
+        corpus without a single masked value fails first, in one line. (Not in `from_config`:
+        re-rendering a report re-reads the config, and must not need the corpus.)"""
+        self.sentences()
+        return super().data_files()
 
     def check_target(self, target: Target) -> None:
         require(target, TOKEN_LOGPROBS, f"{self.name} (it scores whole sentences token by token)")

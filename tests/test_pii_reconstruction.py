@@ -108,3 +108,35 @@ def test_bad_input_fails_before_any_model_loads(people, tmp_path: Path) -> None:
     both = CliRunner().invoke(main, ["-q", "attack", "reconstruct", "-t", "hf:/no/such/model", "--subjects",
                                      str(people["subjects"]), "--out", str(tmp_path / "r")])
     assert both.exit_code == 2 and "give exactly one source" in both.output, both.output
+
+
+@pytest.mark.slow
+def test_compare_runs_reconstruction_on_the_scrub_variant_against_compares_base(memorized_setup, tmp_path) -> None:
+    """compare passes its base as the baseline; the scrub variant's rate, the base's and the paired lift
+    land in the comparison table and the compare result (cheap: one variant, one epoch, inference only)."""
+    import pandas as pd
+    import tomli_w
+
+    spec = {"base": memorized_setup.base_spec, "corpus": str(memorized_setup.corpus_path),
+            "subjects": str(memorized_setup.subjects_path), "out": str(tmp_path / "cmp"), "seed": 0,
+            "defenses": {"scrub": {"epochs": 1, "max_length": 64, "seed": 0}},
+            "attacks": {"reconstruct": {"parts": ["inference"], "pii_types": ["email", "employer"],
+                                        "num_candidates": 9}}}
+    path = tmp_path / "compare.toml"
+    path.write_text(tomli_w.dumps(spec), encoding="utf-8")
+    result = CliRunner().invoke(main, ["-q", "compare", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv").set_index("variant")
+    row = table.loc["scrub"]
+    for name in ("inference_top1_rate", "inference_top1_rate_baseline", "inference_top1_rate_minus_baseline"):
+        assert 0 <= abs(row[f"reconstruct.{name}"]) <= 1 and row[f"reconstruct.{name}.low"] <= row[f"reconstruct.{name}"]
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    [res] = [r for r in summary["results"] if r["attack"] == "reconstruct"]
+    m = res["metrics"]
+    assert m["inference_top1_rate"]["n"] == m["inference_top1_rate_baseline"]["n"] == \
+        m["inference_top1_rate_minus_baseline"]["n"] > 0  # every sentence paired with the base's answer
+    assert res["provenance"]["target_spec"].endswith("variants/scrub")
+    assert any("base model" in a for a in res["assumptions"])
+    compare = [r for r in summary["results"] if r["attack"] == "compare"][0]
+    assert compare["metrics"]["reconstruct.inference_top1_rate.scrub"]["value"] == m["inference_top1_rate"]["value"]
+    assert "tradeoff_reconstruct_inference_top1_rate" in compare["charts"]
