@@ -141,8 +141,8 @@ class PiiReconstruction(Attack):
             found = corpus_sentences(load_corpus(p.corpus), subjects, pii_types=p.pii_types, split=p.split,
                                      max_per_field=p.max_sentences_per_field, context=p.context)
         if p.max_subjects:
-            keep = list(dict.fromkeys(s.subject_id for s in found))[: p.max_subjects]
-            found = [s for s in found if s.subject_id in set(keep)]
+            keep = set(list(dict.fromkeys(s.subject_id for s in found))[: p.max_subjects])
+            found = [s for s in found if s.subject_id in keep]
         if not found:
             raise InputError(f"{p.templates_file or p.corpus}: no masked sentence: no {p.split} document holds a "
                              f"subject's {'/'.join(p.pii_types) or 'PII'} value verbatim")

@@ -110,6 +110,21 @@ def test_bad_input_fails_before_any_model_loads(people, tmp_path: Path) -> None:
     assert both.exit_code == 2 and "give exactly one source" in both.output, both.output
 
 
+def test_compare_gives_reconstruct_its_base_as_baseline_and_declares_its_rates(people) -> None:
+    from privaudit.compare import CompareSpec, compare_metric_specs, default_attacks
+
+    base = people["root"] / "base"  # a folder name only: nothing loads or trains here
+    spec = CompareSpec(base=str(base), corpus=people["corpus"], subjects=people["subjects"],
+                       attacks={"reconstruct": {"parts": ["inference"]}, "pii": {}})
+    attacks = default_attacks(spec)
+    assert attacks["reconstruct"]["baseline_target"] == f"hf:{base.resolve()}"
+    assert attacks["reconstruct"]["corpus"] == str(Path(people["corpus"]).resolve())
+    assert "baseline_target" not in attacks["pii"]  # pii's baseline stays the user's choice
+    declared = compare_metric_specs(["scrub"])
+    spec_of = declared.find("reconstruct.inference_top1_rate.scrub")
+    assert spec_of is not None and spec_of.unit == "sentence" and spec_of.cluster == "subject"
+
+
 @pytest.mark.slow
 def test_compare_runs_reconstruction_on_the_scrub_variant_against_compares_base(memorized_setup, tmp_path) -> None:
     """compare passes its base as the baseline; the scrub variant's rate, the base's and the paired lift

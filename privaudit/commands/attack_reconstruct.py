@@ -32,6 +32,8 @@ from privaudit.commands.common import (
 @click.option("--pii-type", "pii_types", multiple=True, help="Only these PII fields (repeatable).")
 @click.option("--split", type=click.Choice(["train", "heldout"]), default=None,
               help="Corpus split to mask (heldout: a never-trained control).  [default: train]")
+@click.option("--context", type=click.Choice(["sentence", "document"]), default=None,
+              help="Text around the mask: its sentence (Lukas et al.) or its whole document.  [default: sentence]")
 @click.option("--candidates", "num_candidates", type=click.IntRange(min=1), default=None,
               help="Inference candidates besides the truth.  [default: 19]")
 @click.option("--samples", "num_samples", type=click.IntRange(min=1), default=None,
@@ -43,15 +45,15 @@ from privaudit.commands.common import (
 @click.pass_context
 def command(ctx: click.Context, target: str, subjects: Path, corpus: Path | None, templates_file: Path | None,
             out: Path, baseline_target: str | None, parts: tuple[str, ...], pii_types: tuple[str, ...],
-            split: str | None, num_candidates: int | None, num_samples: int | None, max_subjects: int | None,
-            seed: int, batch_size: int, show_pii: bool) -> None:
+            split: str | None, context: str | None, num_candidates: int | None, num_samples: int | None,
+            max_subjects: int | None, seed: int, batch_size: int, show_pii: bool) -> None:
     """Lukas et al. (S&P 2023): fill a masked training sentence's [MASK] with candidate values and rank them by
     the whole sentence's likelihood. Inference: top-1 / top-5 / exposure of the truth among candidates;
     reconstruction: top-1 of the target's own sampled candidates; both minus the base model's rate."""
     params = {"subjects": str(subjects), "corpus": str(corpus) if corpus else None,
               "templates_file": str(templates_file) if templates_file else None,
               "baseline_target": baseline_target, "parts": list(parts) or None, "pii_types": list(pii_types) or None,
-              "split": split, "num_candidates": num_candidates, "num_samples": num_samples,
+              "split": split, "context": context, "num_candidates": num_candidates, "num_samples": num_samples,
               "max_subjects": max_subjects}
     run_attack_command(ctx, "reconstruct", params, target=target, out=out, seed=seed, batch_size=batch_size,
                        show_pii=show_pii)
