@@ -69,7 +69,7 @@ def test_cli_runs_both_parts_and_a_model_is_no_better_than_itself_as_baseline(pe
     result = CliRunner().invoke(main, ["-q", "attack", "reconstruct", "-t", spec, "--subjects",
                                        str(people["subjects"]), "--corpus", str(people["corpus"]), "--baseline", spec,
                                        "--pii-type", "email", "--pii-type", "phone", "--candidates", "4",
-                                       "--samples", "2", "--out", str(out)])
+                                       "--samples", "2", "--max-subjects", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     [res] = [r for r in summary["results"] if r["attack"] == "reconstruct"]
@@ -80,15 +80,17 @@ def test_cli_runs_both_parts_and_a_model_is_no_better_than_itself_as_baseline(pe
     from privaudit.attacks.reconstruction_probes import corpus_sentences
     from privaudit.data.corpus import load_corpus
 
-    expected = corpus_sentences(load_corpus(people["corpus"]), people["list"], pii_types=["email", "phone"])
-    assert m["inference_top1_rate"]["n"] == len(expected) >= 6  # one sentence per (subject, field) found
-    assert m["inference_top1_rate"]["clusters"] == len({s.subject_id for s in expected})
+    found = corpus_sentences(load_corpus(people["corpus"]), people["list"], pii_types=["email", "phone"])
+    first = list(dict.fromkeys(s.subject_id for s in found))[:3]
+    expected = [s for s in found if s.subject_id in first]
+    assert m["inference_top1_rate"]["n"] == len(expected) >= 4  # one sentence per (subject, field) found
+    assert m["inference_top1_rate"]["clusters"] == 3
     assert m["inference_top1_rate"]["headline"] and m["inference_top1_rate"]["unit"] == "sentence"
     assert {r["pii_type"] for r in res["tables"]["by_pii_type"]} == {"email", "phone"}
     assert "inference_top1_rate" in result.output
     # masked by default: no subject's true e-mail appears anywhere in the report's JSON
     text = (out / "summary.json").read_text()
-    assert not any(s.email in text for s in people["list"])
+    assert not any(s.email in text for s in people["list"] if s.id in first)
 
 
 def test_targets_without_token_logprobs_are_refused_in_one_line(people, tiny_model_dir, tmp_path) -> None:
