@@ -112,6 +112,25 @@ def test_bad_input_fails_before_any_model_loads(people, tmp_path: Path) -> None:
     assert both.exit_code == 2 and "give exactly one source" in both.output, both.output
 
 
+def test_evidence_shows_the_masked_sentence_and_the_ranked_candidates_with_the_truth_marked() -> None:
+    import pandas as pd
+
+    from privaudit.attacks.base import AttackResult
+    from privaudit.reports.evidence import evidence_of
+
+    rows = [{"kind": "inference", "subject_id": "s1", "pii_type": "email", "template": f"Mail Jane at {MASK}.",
+             "source": "corpus:d1", "truth": "jane@x.org", "num_candidates": 20, "top1": True,
+             "top_candidates": [{"value": "jane@x.org", "score": -1.0}, {"value": "bob@y.org", "score": -2.0}]},
+            {"kind": "baseline_inference", "subject_id": "s2", "pii_type": "email", "template": f"Hi {MASK}.",
+             "source": "corpus:d2", "truth": "bo@z.org", "num_candidates": 20, "top1": True, "top_candidates": []},
+            {"kind": "inference", "subject_id": "s3", "pii_type": "phone", "template": f"Call {MASK}.",
+             "source": "corpus:d3", "truth": "555-0101", "num_candidates": 20, "top1": False, "top_candidates": []}]
+    [item] = evidence_of(AttackResult("reconstruct", "t", pd.DataFrame(rows), {}))  # audited top-1 hits only
+    assert item["prompt"] == f"Mail Jane at {MASK}." and "ranked 1 of 20" in item["title"]
+    assert [p["text"] for p in item["output"] if p["leak"]] == ["jane@x.org"]
+    assert "bob@y.org" in [p["text"] for p in item["output"] if not p["leak"]]
+
+
 def test_compare_gives_reconstruct_its_base_as_baseline_and_declares_its_rates(people) -> None:
     from privaudit.compare import CompareSpec, compare_metric_specs, default_attacks
 
