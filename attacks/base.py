@@ -313,6 +313,7 @@ ATTACKS: Registry[type[Attack]] = Registry(
         "dp_audit": "privaudit.attacks.dp_audit",
         "context": "privaudit.attacks.context_extraction",
         "cross_user": "privaudit.attacks.cross_user",
+        "reconstruct": "privaudit.attacks.pii_reconstruction",
     },
     validate=_check_attack,
 )

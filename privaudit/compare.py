@@ -10,7 +10,8 @@ time. A privacy gain is never shown without its utility cost.
 Outputs in the run folder: `comparison.csv` / `comparison.json` (one row per variant), and a
 pseudo-result `compare` (target `defenses`) added to summary.json / report.html whose charts are
 `scatter` points (x = held-out perplexity, y = leakage rate with its interval) as reports/SCHEMA.md
-describes. Defenses and attacks are found by name only (registries), so plugins such as the
+describes. An attack declaring `compare_baseline_param` (reconstruct) gets compare's base model as
+that parameter, so each variant's rate comes with the base model's on the same probes. Defenses and attacks are found by name only (registries), so plugins such as the
 federated defense or the membership attack join the comparison when installed.
 
 Every metric is keyed by variant name: each audit result is matched to its variant through the
@@ -58,6 +59,8 @@ LEAKAGE_METRICS: tuple[tuple[str, str, str], ...] = (
     ("context", "verbatim_leak_rate", "context extraction: requests repeating a retrieved passage verbatim"),
     ("context", "pii_revealed_rate", "context extraction: (subject, PII field) pairs revealed"),
     ("context", "cross_user_subject_rate", "context extraction: subjects whose PII another user's request revealed"),
+    ("reconstruct", "inference_top1_rate", "masked-sentence PII inference top-1 rate (Lukas et al.)"),
+    ("reconstruct", "reconstruction_top1_rate", "masked-sentence PII reconstruction top-1 rate (Lukas et al.)"),
 )
 # The contract of a leakage metric when its attack declares none (kind, unit): the source attack's
 # own declaration wins (compare copies it), this only keeps compare usable without that attack.
@@ -70,6 +73,8 @@ _LEAKAGE_FALLBACK: dict[tuple[str, str], tuple[str, str]] = {
     ("context", "verbatim_leak_rate"): ("proportion", "probe"),
     ("context", "pii_revealed_rate"): ("proportion", "subject_field"),
     ("context", "cross_user_subject_rate"): ("proportion", "subject"),
+    ("reconstruct", "inference_top1_rate"): ("proportion", "sentence"),
+    ("reconstruct", "reconstruction_top1_rate"): ("proportion", "sentence"),
 }
 # The comparison's headline (MetricSpec.headline): per variant, verbatim leakage and its utility cost.
 HEADLINE_LEAKAGE = frozenset({("pii", "exact_match_rate")})
@@ -176,6 +181,10 @@ def default_attacks(spec: CompareSpec) -> dict[str, dict[str, Any]]:
             params.setdefault("subjects", str(Path(spec.subjects).resolve()))
         if "corpus" in fields:
             params.setdefault("corpus", str(Path(spec.corpus).resolve()))
+        # An attack that judges every variant against the base model (reconstruct) gets compare's base.
+        baseline = getattr(get_attack(name), "compare_baseline_param", None)
+        if baseline in fields:
+            params.setdefault(baseline, f"hf:{base_path(spec.base).resolve()}")
     return attacks
 
 

@@ -65,6 +65,9 @@ _FULL_ADDRESS = (rf"\b\d{{1,6}}(?:\s+{_WORD}){{1,5}}{_UNIT}?,\s*{_WORD}(?:\s+{_W
                  rf"(?:{'|'.join(_US_STATES)})\s+{_ZIP}\b")
 # "12 Oak Hill Rd" alone: plausible with a known street suffix, weaker without the tail.
 _STREET_ONLY = (rf"\b\d{{1,6}}(?:\s+{_WORD}){{0,3}}\s+(?:{'|'.join(_STREET_SUFFIXES)})\b\.?{_UNIT}?")
+# The address patterns, strongest first, for callers that match without Presidio (reconstruction's
+# candidate extraction from generated text).
+ADDRESS_PATTERNS: tuple[str, ...] = (_FULL_ADDRESS, _STREET_ONLY)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ away (ProPILE Sec. 3.1 reports its hits the same way). `evidence_of(result)` pic
 - bias: the persona replies that differ most from the no-persona control's reply to the same
   request, side by side (Vijjini et al. 2025: a persona changes refusal and answers);
 - membership: the canaries whose secret ranked first (Carlini et al. 2019, "The Secret Sharer");
+- reconstruct: the masked training sentences whose true value ranked first, with the top candidates
+  (Lukas et al. 2023);
 - any other attack with `prompt` and `output` columns: its first records.
 
 Items are plain JSON (an excerpt is a list of `{"text", "leak"}` segments), so they go through
@@ -159,6 +161,31 @@ def _membership(records: pd.DataFrame, limit: int) -> list[dict[str, Any]]:
     return items
 
 
+def _reconstruct(records: pd.DataFrame, limit: int) -> list[dict[str, Any]]:
+    """Masked sentences whose true value the audited model ranked first (inference, then reconstruction),
+    one per (subject, field), distinct subjects first: the sentence and its top candidates."""
+    hits = records[_col(records, "kind").isin(["inference", "reconstruction"]) & _true(_col(records, "top1"))]
+    if hits.empty:
+        return []
+    hits = hits.sort_values(["kind", "subject_id", "pii_type"], kind="stable").drop_duplicates(["subject_id", "pii_type"])
+    hits = hits.assign(_nth=hits.groupby("subject_id").cumcount()).sort_values(["_nth", "subject_id"], kind="stable")
+    items = []
+    for _, rec in hits.head(limit).iterrows():
+        truth = rec.get("truth") if isinstance(rec.get("truth"), str) else None
+        top = rec.get("top_candidates") if isinstance(rec.get("top_candidates"), list) else []
+        parts: list[dict[str, Any]] = [{"text": "ranked: ", "leak": False}]
+        for i, cand in enumerate(top):
+            value = str(cand.get("value", "")) if isinstance(cand, dict) else str(cand)
+            parts.append({"text": f"{i + 1}. ", "leak": False})
+            parts.append({"text": value, "leak": value == truth})
+            parts.append({"text": "  ", "leak": False})
+        items.append({"kind": "excerpt", "title": f"{rec['pii_type']} of subject {rec['subject_id']} ({rec['kind']}: "
+                                                  f"true value ranked 1 of {rec.get('num_candidates')})",
+                      "subject_id": str(rec["subject_id"]), "prompt": _short(rec.get("template")),
+                      "output": parts, "note": f"masked sentence from {rec.get('source')}"})
+    return items
+
+
 def _generic(records: pd.DataFrame, limit: int) -> list[dict[str, Any]]:
     if "output" not in records.columns:
         return []
@@ -170,7 +197,8 @@ def _generic(records: pd.DataFrame, limit: int) -> list[dict[str, Any]]:
     return items
 
 
-PICKERS: dict[str, Picker] = {"pii": _pii, "attributes": _attributes, "bias": _bias, "membership": _membership}
+PICKERS: dict[str, Picker] = {"pii": _pii, "attributes": _attributes, "bias": _bias, "membership": _membership,
+                              "reconstruct": _reconstruct}
 
 
 def mask_evidence(items: list[dict[str, Any]], fn: Callable[[str], str]) -> list[dict[str, Any]]:

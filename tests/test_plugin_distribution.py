@@ -122,7 +122,7 @@ def test_plugin_attack_runs_in_an_audit_and_is_gated_on_its_declared_metric(inst
 
     # Built-ins only: the plugin's attack is unknown, in one line, before any model loads.
     line = _one_line(_privaudit("run", str(audit), "--fresh", plugins="none"))
-    assert "unknown attack 'echo' (known: attributes, bias, context, cross_user, dp_audit, membership, pii)" in line
+    assert "unknown attack 'echo' (known: attributes, bias, context, cross_user, dp_audit, membership, pii, reconstruct)" in line
     # A threshold on a metric the plugin does not declare fails at load, listing what it declares.
     audit.write_text(audit.read_text(encoding="utf-8").replace('"echo.echo_rate"', '"echo.repeat_rate"'),
                      encoding="utf-8")

@@ -7,7 +7,7 @@ import importlib
 import click
 
 ATTACK_COMMAND_MODULES = ("attack_pii", "attack_attributes", "attack_bias", "attack_membership", "attack_context",
-                          "attack_cross_user")
+                          "attack_cross_user", "attack_reconstruct")
 
 
 @click.group(name="attack")
