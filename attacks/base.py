@@ -178,6 +178,9 @@ class AttackResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     # The metric contract; None = the registered attack's `metrics` declaration.
     specs: MetricSpecs | None = None
+    # How many records the result summarizes, where `records` holds only some of them (an
+    # out-of-core summary keeps the listed subjects' records: attacks/pii_sql.py); None = len(records).
+    record_count: int | None = None
 
     def metric_specs(self) -> MetricSpecs:
         return self.specs if self.specs is not None else get_attack(self.attack).metrics
@@ -207,7 +210,7 @@ class AttackResult:
             "charts": self.charts,
             "assumptions": self.assumptions,
             "provenance": self.provenance,
-            "num_records": int(len(self.records)),
+            "num_records": int(len(self.records) if self.record_count is None else self.record_count),
         }
 
 
