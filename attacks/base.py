@@ -291,6 +291,15 @@ class Attack(ABC):
     def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:
         """Derive metrics, tables and chart data from records alone (reports re-run this)."""
 
+    def summarize_stored(self, target_name: str, records: Callable[[], Iterable[Mapping[str, Any]]]) -> AttackResult:
+        """`summarize` of stored records, given as a function returning a fresh stream of them.
+
+        `privaudit report` re-renders through this. The default loads them into one DataFrame; an
+        attack whose runs reach a user base's size overrides it to aggregate out of core (the PII
+        attack: attacks/pii_sql.py), so a re-render does not hold every record.
+        """
+        return self.summarize(target_name, pd.DataFrame(list(records())))
+
 
 def _check_attack(name: str, cls: type[Attack]) -> None:
     """What the audit runner relies on: an Attack subclass named `name`, with Params and declared metrics."""

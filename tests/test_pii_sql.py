@@ -117,3 +117,26 @@ def test_cluster_sums_give_the_statsmodels_interval():
         sums = ClusterSums(len(flat), sum(ks), sum(k * k for k in ks), sum(k * n for k, n in zip(ks, sizes)),
                            sum(n * n for n in sizes), len(sizes))
         _same(vars(clustered_proportion_of_sums(sums)), vars(clustered_proportion(flat, labels)))
+
+
+def test_a_re_render_summarizes_pii_out_of_core_without_holding_every_record(tmp_path, monkeypatch):
+    """`privaudit report` (load_run) streams the PII records into SQLite: the result holds only the
+    listed pairs' records, and its numbers are the in-memory summary's."""
+    import json
+
+    from privaudit.attacks import pii_summary
+    from privaudit.attacks import pii_sql
+    from privaudit.engine.store import RunStore
+    from privaudit.reports.rundir import load_run
+
+    recs = _records(4, n_subjects=40)
+    with RunStore(tmp_path / "run", flush_every=50) as store:
+        store.extend(recs)
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(
+        {"config": {"attacks": {"pii": {"subjects": str(tmp_path / "subjects.jsonl")}}}}), encoding="utf-8")
+    monkeypatch.setattr(pii_sql.summarize_out_of_core, "__defaults__", (5,))
+    (result,) = load_run(tmp_path / "run").results
+    old = pii_summary.summarize_records("pii", TARGET, record_frame(recs, slim_record), PARAMS)
+    _same({k: vars(v) for k, v in result.metrics.items()}, {k: vars(v) for k, v in old.metrics.items()})
+    assert len(result.tables["per_subject"]) == 5 and len(result.records) < len(recs)
+    assert result.to_summary()["num_records"] == len(recs)
