@@ -42,7 +42,7 @@ from privaudit.metrics import ClusterSums, Estimate, clustered_proportion_of_sum
 
 Record = Mapping[str, Any]
 # SQLite page cache per summary (KiB): the bound on what the database holds in memory.
-CACHE_KIB = 8192
+CACHE_KIB = 1024
 # Evidence reads the first hits of the run (reports/evidence.py FULL_HITS); their subjects' records
 # come back too, so the report's masker knows their values.
 EVIDENCE_HITS = 200
