@@ -178,6 +178,9 @@ class AttackResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     # The metric contract; None = the registered attack's `metrics` declaration.
     specs: MetricSpecs | None = None
+    # How many records the result summarizes, where `records` holds only some of them (an
+    # out-of-core summary keeps the listed subjects' records: attacks/pii_sql.py); None = len(records).
+    record_count: int | None = None
 
     def metric_specs(self) -> MetricSpecs:
         return self.specs if self.specs is not None else get_attack(self.attack).metrics
@@ -207,7 +210,7 @@ class AttackResult:
             "charts": self.charts,
             "assumptions": self.assumptions,
             "provenance": self.provenance,
-            "num_records": int(len(self.records)),
+            "num_records": int(len(self.records) if self.record_count is None else self.record_count),
         }
 
 
@@ -287,6 +290,15 @@ class Attack(ABC):
     @abstractmethod
     def summarize(self, target_name: str, records: pd.DataFrame) -> AttackResult:
         """Derive metrics, tables and chart data from records alone (reports re-run this)."""
+
+    def summarize_stored(self, target_name: str, records: Callable[[], Iterable[Mapping[str, Any]]]) -> AttackResult:
+        """`summarize` of stored records, given as a function returning a fresh stream of them.
+
+        `privaudit report` re-renders through this. The default loads them into one DataFrame; an
+        attack whose runs reach a user base's size overrides it to aggregate out of core (the PII
+        attack: attacks/pii_sql.py), so a re-render does not hold every record.
+        """
+        return self.summarize(target_name, pd.DataFrame(list(records())))
 
 
 def _check_attack(name: str, cls: type[Attack]) -> None:

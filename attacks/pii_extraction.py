@@ -33,7 +33,7 @@ This module is the attack (its parameters and the order of its parts); the probe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -240,7 +240,22 @@ class PiiExtraction(Attack):
         total += self._extract_chunk(target, self._probes_of(chunk, templates), cfg, ctx)
         if not total:
             raise self._no_probes()
-        return self.summarize(target.name, ctx.summary_records(self.name, target.name, slim_record))
+        return self.summarize_stored(target.name, lambda: ctx.store.iter_records(attack=self.name, target=target.name))
+
+    def summarize_stored(self, target_name: str, records: Callable[[], Iterable[Mapping[str, Any]]]) -> AttackResult:
+        """The summary of stored records, out of core where they are extraction records only (issue 18).
+
+        `records()` streams them (results.jsonl); `pii_sql.summarize_out_of_core` aggregates them in a
+        temporary SQLite file so memory stays flat in subjects, with the in-memory summary's numbers.
+        Other record kinds (likelihood, baseline, soft prompt, scan) are summarized in memory, from
+        every record (as `run` does for them).
+        """
+        from privaudit.attacks.pii_sql import summarize_out_of_core
+
+        result = summarize_out_of_core(self.name, target_name, records, self.params)
+        if result is not None:
+            return result
+        return super().summarize_stored(target_name, records)
 
     def _extract_chunk(self, target: Target, probes: list[Probe], cfg: GenerationConfig, ctx: RunContext) -> int:
         if probes:

@@ -15,7 +15,10 @@ memory are not the client's):
 Synthetic subjects come from the project's generator (`generate_subjects`); each subject gets a few
 probes (one PII type, 3 templates), greedy, and the server answers synthetic completions.
 
-    python benchmarks/bench_scale.py --scaling 4,32,128,256,512 --sizes 1000,10000,100000
+    python benchmarks/bench_scale.py --scaling 4,32,128,256,512 --sizes 1000,10000,100000 --bias
+
+3. `--bias`: the bias attack (a few personas and the control x `--bias-items` items per set, chat
+   requests) through the same faulty server: records, wall time, concurrency, duplicates, peak RSS.
 """
 
 from __future__ import annotations
@@ -161,6 +164,55 @@ def sizes(ns: list[int], a: argparse.Namespace, work: Path) -> list[dict]:
     return rows
 
 
+def bias_run(work: Path, a: argparse.Namespace) -> dict:
+    """The bias attack (a few personas x items, chat requests) through the same server, with faults."""
+    proc, port = start_server(a.latency, a.cap, a.error_rate, a.drop_rate)
+    try:
+        spec = (f"openai:http://127.0.0.1:{port}/v1#loadtest;concurrency={a.concurrency};score=false;"
+                "backoff=0.05;max_retries=8")
+        personas = json.dumps(BIAS_PERSONAS[: a.bias_personas])
+        audit = work / "audit_bias.toml"
+        audit.write_text(f'targets = ["{spec}"]\nseed = 18\nbatch_size = {a.batch_size}\ncache = false\n'
+                         f'[attacks.bias]\npersonas = {personas}\nmax_items = {a.bias_items}\n'
+                         'likelihood = false\nmax_new_tokens = 16\nutility_max_new_tokens = 16\n')
+        out = work / "run_bias"
+        t0 = time.perf_counter()
+        run = subprocess.Popen([sys.executable, "-m", "privaudit.cli", "--quiet", "run", str(audit), "--out", str(out),
+                                "--fresh"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+        _, status, usage = os.wait4(run.pid, 0)
+        wall = time.perf_counter() - t0
+        err = run.stderr.read().decode() if run.stderr else ""  # type: ignore[union-attr]
+        if status != 0:
+            raise SystemExit(f"bias: privaudit run failed ({status}): {err[-2000:]}")
+        stats = server_stats(port)
+    finally:
+        proc.terminate()
+        proc.wait()
+    keys: set[str] = set()
+    lines = 0
+    with open(out / "results.jsonl", "rb") as fh:
+        for raw in fh:
+            lines += 1
+            keys.add(json.loads(raw)["key"])
+    client = next(iter(json.loads((out / "manifest.json").read_text()).get("clients", {}).values()), {})
+    summary = json.loads((out / "summary.json").read_text())
+    row = {"personas": a.bias_personas, "items": a.bias_items, "records": lines, "duplicated": lines - len(keys),
+           "wall_s": wall, "rate": lines / wall, "peak_rss_mib": usage.ru_maxrss / 1024,
+           "settled": client.get("settled_concurrency"), "max_in_flight": client.get("max_in_flight"),
+           "metrics": len(summary["results"][0]["metrics"]), "server": stats}
+    print(f"\nbias attack ({a.bias_personas} personas + control, max_items {a.bias_items}, chat requests; "
+          f"server latency {a.latency * 1000:.0f} ms, cap {a.cap}, {a.error_rate:.1%} 5xx + {a.drop_rate:.1%} dropped)")
+    print("| personas | records | wall (s) | records/s | settled / max in flight | duplicated | peak RSS (MiB) | metrics |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| {row['personas']} | {row['records']:,} | {wall:.1f} | {row['rate']:.1f} | {row['settled']} / "
+          f"{row['max_in_flight']} | {row['duplicated']} | {row['peak_rss_mib']:.0f} | {row['metrics']} |")
+    print(f"server saw: {stats}")
+    return row
+
+
+BIAS_PERSONAS = ["gender_man", "gender_woman", "age_teenager", "gender_nonbinary"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scaling", default="4,32,128,256,512", help="concurrency caps for the client-only part ('' skips)")
@@ -174,11 +226,21 @@ def main() -> None:
     ap.add_argument("--error-rate", type=float, default=0.025)
     ap.add_argument("--drop-rate", type=float, default=0.025)
     ap.add_argument("--templates", type=int, default=3, help="probes per subject (email twin templates, 1-3)")
+    ap.add_argument("--per-client", type=int, default=0,
+                    help="threads per httpx client in the scaling part (default: the transport's "
+                         "CONNECTIONS_PER_CLIENT; a huge value = one client for every thread, the old client)")
+    ap.add_argument("--bias", action="store_true", help="also run the bias attack through the server")
+    ap.add_argument("--bias-personas", type=int, default=3)
+    ap.add_argument("--bias-items", type=int, default=4, help="the bias attack's max_items (per item set)")
     ap.add_argument("--work", default="", help="folder for subjects and runs (default: a temporary one)")
     args = ap.parse_args()
     global TEMPLATES
     TEMPLATES = ALL_TEMPLATES[: max(1, min(3, args.templates))]
     print(f"load average at start: {os.getloadavg()}, cpus: {os.cpu_count()}")
+    if args.per_client:
+        from privaudit.targets import openai_transport
+
+        openai_transport.CONNECTIONS_PER_CLIENT = args.per_client
     if args.scaling:
         scaling([int(x) for x in args.scaling.split(",")], args.scaling_prompts, args.latency, args.cap)
     if args.sizes:
@@ -189,6 +251,9 @@ def main() -> None:
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 sizes(ns, args, Path(tmp))
+    if args.bias:
+        with tempfile.TemporaryDirectory() as tmp:
+            bias_run(Path(args.work or tmp), args)
     print(f"load average at end: {os.getloadavg()}")
 
 

@@ -314,6 +314,47 @@ def _design_effect_sample(hits: list[float], clusters: list[Any]) -> tuple[float
     return p, min(float(n), max(float(g), n_eff)), g
 
 
+@dataclass(frozen=True)
+class ClusterSums:
+    """Sufficient statistics of clustered 0/1 records: what `clustered_proportion` needs, as sums.
+
+    With k_g hits in the n_g records of cluster g: n = sum n_g, hits = sum k_g, k2 = sum k_g^2,
+    kn = sum k_g n_g, n2 = sum n_g^2, clusters = G. Integers, so a GROUP BY over records on disk
+    (attacks/pii_sql.py) gives the same interval as the per-record lists, without holding them.
+    """
+
+    n: int
+    hits: int
+    k2: int
+    kn: int
+    n2: int
+    clusters: int
+
+
+def clustered_proportion_of_sums(s: ClusterSums, confidence: float = 0.95) -> Estimate:
+    """`clustered_proportion` from `ClusterSums` (same Estimate, to float rounding).
+
+    The CR1 variance of a mean over records (OLS on a constant, statsmodels' small-sample factor
+    G/(G-1) * (n-1)/(n-1)) is G/(G-1) * sum_g (k_g - n_g p)^2 / n^2, and the sum of squares
+    expands to k2 - 2 p kn + p^2 n2 (Cameron & Miller 2015); the rest is `_design_effect_sample`.
+    """
+    n, g = int(s.n), int(s.clusters)
+    if n == 0:
+        return Estimate(value=float("nan"), low=0.0, high=1.0, n=0, method="wilson_design_effect", clusters=0)
+    p = s.hits / n
+    if g == n:
+        n_eff = float(n)
+    else:
+        se = 0.0
+        if g >= 2 and 0 < s.hits < n:
+            ss = max(0.0, s.k2 - 2 * p * s.kn + p * p * s.n2)
+            se = math.sqrt(g / (g - 1) * ss) / n
+        n_eff = p * (1 - p) / (se * se) if se > 0 and 0 < p < 1 else float(g)
+        n_eff = min(float(n), max(float(g), n_eff))
+    low, high = wilson_interval(p * n_eff, n_eff, confidence)
+    return Estimate(value=p, low=low, high=high, n=n, method="wilson_design_effect", clusters=g)
+
+
 def effective_sample_size(hits: Sequence[float], clusters: Sequence[Any] | None) -> float:
     """n / deff: the number of independent trials clustered 0/1 records are worth (what
     `clustered_proportion` computes its Wilson interval at); `None` clusters = independent records."""

@@ -87,13 +87,15 @@ def write_reports(
     thresholds: Mapping[str, Any] | None = None,
     formats: Iterable[str] | None = None,
     notes: Sequence[str] = (),
+    root: Path | None = None,
 ) -> dict[str, Path]:
     """Write summary.json, report.html, junit.xml and summary.md (or `formats`) for `results`.
 
-    Keys of the returned dict: "summary" (summary.json), "html", "junit", "markdown".
+    Keys of the returned dict: "summary" (summary.json), "html", "junit", "markdown". `root` is the
+    run folder holding results.jsonl (default `out`): evidence reads slim results' hits there.
     """
     from privaudit.reports.json import build_summary
 
     summary = build_summary(results, manifest, show_pii=show_pii, thresholds=thresholds, notes=notes,
-                            root=Path(out))
+                            root=Path(root or out))
     return write_summary_formats(Path(out), summary, formats)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from privaudit.metrics import MetricSpec, MetricSpecs
 
@@ -63,15 +63,23 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
     return build_summary(data.results, data.manifest, notes=data.notes, root=Path(run_dir))
 
 
-def _records_by_pair(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def _record_pairs(run_dir: Path) -> list[tuple[str, str]]:
+    """The (attack, target) pairs of results.jsonl in first-seen order (one streaming pass, no record kept)."""
     from privaudit.engine.store import read_records
 
-    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    pairs: dict[tuple[str, str], None] = {}
     if not (Path(run_dir) / "results.jsonl").is_file():
-        return pairs
+        return []
     for rec in read_records(Path(run_dir)):
-        pairs.setdefault((str(rec.get("attack")), str(rec.get("target"))), []).append(rec)
-    return pairs
+        pairs.setdefault((str(rec.get("attack")), str(rec.get("target"))), None)
+    return list(pairs)
+
+
+def _pair_records(run_dir: Path, attack: str, target: str) -> Callable[[], Iterator[dict[str, Any]]]:
+    """A function streaming one pair's records afresh (an attack may read them more than once)."""
+    from privaudit.engine.store import read_records
+
+    return lambda: read_records(Path(run_dir), attack=attack, target=target)
 
 
 @dataclass(frozen=True)
@@ -131,14 +139,15 @@ def result_from_summary(entry: Mapping[str, Any], records: pd.DataFrame | None =
     )
 
 
-def _resummarize(attack: str, target: str, records: pd.DataFrame, params: Mapping[str, Any]) -> Any:
+def _resummarize(attack: str, target: str, records: Callable[[], Iterable[Mapping[str, Any]]],
+                 params: Mapping[str, Any]) -> Any:
     from privaudit.attacks.base import get_attack
 
     cls = get_attack(attack)
     # `targets` is the audit's reserved key (which targets the attack ran on), not a parameter
     params = {k: v for k, v in params.items() if k != "targets"}
     instance = cls.from_config(params, f"manifest.json: config.attacks.{attack}")
-    return instance.summarize(target, records)
+    return instance.summarize_stored(target, records)
 
 
 def load_run(run_dir: Path, *, show_pii: bool = False) -> RunData:
@@ -147,17 +156,19 @@ def load_run(run_dir: Path, *, show_pii: bool = False) -> RunData:
     manifest = read_manifest(run_dir)
     # a 1.x summary is read too: its records are re-summarized under today's contract
     stored = read_summary(run_dir / SUMMARY_FILE, accept_older=True) if (run_dir / SUMMARY_FILE).is_file() else None
-    by_pair = _records_by_pair(run_dir)
+    # Pairs only: each pair's records are streamed by its attack's `summarize_stored` (the PII attack
+    # aggregates them out of core), never all held at once here (issue 18).
+    with_records = set(pairs := _record_pairs(run_dir))
     stored_entries = {(str(e.get("attack")), str(e.get("target"))): e for e in (stored or {}).get("results", [])}
-    order = list(stored_entries) + [p for p in by_pair if p not in stored_entries]
+    order = list(stored_entries) + [p for p in pairs if p not in stored_entries]
     attack_params = ((manifest.get("config") or {}).get("attacks") or {})
     notes: list[str] = []
     results = []
     for attack, target in order:
-        records = pd.DataFrame(by_pair.get((attack, target), []))
+        records = _pair_records(run_dir, attack, target)
         entry = stored_entries.get((attack, target))
         try:
-            if records.empty:
+            if (attack, target) not in with_records:
                 raise InputError("no records in results.jsonl")
             result = _resummarize(attack, target, records, attack_params.get(attack) or {})
             if entry is not None:  # what only `run` knew (e.g. timings) survives the re-render
@@ -170,7 +181,7 @@ def load_run(run_dir: Path, *, show_pii: bool = False) -> RunData:
                 notes.append(f"{attack} on {target}: left out: cannot re-summarize its records ({exc}) "
                              f"and summary.json has no entry for it")
                 continue
-            result = result_from_summary(entry, records)
+            result = result_from_summary(entry, pd.DataFrame(list(records())))
             how = "masked as stored" if show_pii and (stored or {}).get("pii_shown") is False else "as stored"
             notes.append(f"{attack} on {target}: shown from summary.json ({how}) because its records could not "
                          f"be re-summarized: {exc}")
@@ -195,4 +206,4 @@ def render_run(
     if thresholds is None:
         thresholds = ((data.stored_summary or {}).get("gate") or {}).get("thresholds") or None
     return write_reports(Path(out or run_dir), data.results, data.manifest, show_pii=show_pii,
-                         thresholds=thresholds, formats=formats, notes=data.notes)
+                         thresholds=thresholds, formats=formats, notes=data.notes, root=Path(run_dir))

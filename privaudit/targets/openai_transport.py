@@ -14,6 +14,7 @@ client's headers and is scrubbed from every message this module writes.
 from __future__ import annotations
 
 import email.utils
+import itertools
 import json
 import math
 import random
@@ -28,6 +29,8 @@ from privaudit.targets.openai_limiter import AdaptiveLimiter
 
 T = TypeVar("T")
 R = TypeVar("R")
+# Threads (requests in flight) per httpx client at most; see `Transport.__init__`.
+CONNECTIONS_PER_CLIENT = 16
 
 # Statuses worth retrying: throttling, timeouts at a proxy, and transient server failures.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -99,17 +102,32 @@ class Transport:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         timeout = options.timeout
-        self._client = httpx.Client(
+        # One httpx client per CONNECTIONS_PER_CLIENT threads: httpcore's pool takes one lock around
+        # every request and response close, and with hundreds of threads on one pool that lock was
+        # where the client's time went (py-spy, benchmarks/RESULTS.md, issue 18); each pool thread
+        # keeps to one client (`_thread_client`), so a lock is shared by at most that many threads.
+        shards = max(1, -(-options.concurrency // CONNECTIONS_PER_CLIENT))
+        per_client = -(-options.concurrency // shards) + 1  # +1: a caller's own thread may share one
+        self._clients = [httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency),
+            limits=httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client),
             follow_redirects=False,
-        )
+        ) for _ in range(shards)]
+        self._local = threading.local()
+        self._next_client = itertools.count()
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="privaudit-http")
         self.limiter = AdaptiveLimiter(options.concurrency, adaptive=options.adaptive,
                                        latency_factor=options.latency_factor)
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
+
+    def _thread_client(self) -> Any:
+        """This thread's httpx client (assigned round-robin on the thread's first request)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._clients[next(self._next_client) % len(self._clients)]
+        return client
 
     def redact(self, text: str) -> str:
         """`text` on one line with the API key replaced by ***."""
@@ -134,7 +152,7 @@ class Transport:
             started = time.monotonic()
             response, error = None, None
             try:
-                response = self._client.request(method, url, json=payload)
+                response = self._thread_client().request(method, url, json=payload)
             except httpx.TransportError as exc:  # timeouts included
                 error = exc
             except BaseException:
@@ -262,4 +280,5 @@ class Transport:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._client.close()
+        for client in self._clients:
+            client.close()
