@@ -10,18 +10,8 @@ from pathlib import Path
 import click
 
 from privaudit.commands.common import VERBOSE_META, echo_results, progress_from, seed_option, verbose_option
-from privaudit.demo import DemoOptions, run_demo
+from privaudit.demo import DEMO_QUIET_WARNINGS, DemoOptions, run_demo
 from privaudit.errors import EXIT_GATE_FAILED
-
-
-# Library warnings every demo run raises on its embedded setup and that no demo user can act on
-# (Opacus' experimental-RNG and accountant notes, a PyTorch hook note on the frozen embedding,
-# a transformers rename): the demo's terminal output is its summary. `privaudit defend`/`compare`
-# still show them.
-DEMO_QUIET_WARNINGS = (
-    r"Secure RNG turned off", r"Optimal order is the (largest|smallest) alpha", r"Full backward hook is firing",
-    r"`is_gradient_checkpointing` is deprecated",
-)
 
 
 @click.command(name="demo")
