@@ -76,17 +76,26 @@ def test_flower_failure_is_a_one_line_error(tiny_model_dir: Path, tmp_path: Path
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_dp_fedavg_on_a_tls_superlink_started_elsewhere(tiny_model_dir: Path, tmp_path: Path):
-    """The test plays the other hosts: a TLS SuperLink + 2 SuperNodes; privaudit only submits to it.
+def test_dp_fedavg_with_personal_heads_on_a_tls_superlink_started_elsewhere(tiny_model_dir: Path, tmp_path: Path):
+    """One federated run (Flower runs are slow: each message starts processes) proves three things.
 
-    DP-FedAvg samples 1 of the 2 clients in the one round (q = 0.5); the epsilon privaudit prints is
-    Opacus' RDP of the subsampled Gaussian at that q, and the SuperLink's log shows the noise
-    Flower added (noise multiplier x clip / clients sampled)."""
+    Remote: the test plays the other hosts (a TLS SuperLink + 2 SuperNodes, Flower's own commands);
+    privaudit only submits to it, starts no process, and none is left after.
+    DP-FedAvg: 1 of the 2 clients is sampled in the one round (q = 0.5); the epsilon privaudit prints
+    is Opacus' RDP of the subsampled Gaussian at that q, and the run's log shows that Flower added
+    noise of noise multiplier x clip / clients sampled.
+    FedPer `head`: each client keeps its own last block + norm + head; the server never averages it.
+    """
+    from safetensors.torch import load_file
+
     from flower_federation import tls_federation
+    from privaudit.defenses.federated.parameters import HEAD_FILE
+    from privaudit.targets.base import load_target
 
-    sigma, clip = 1.1, 0.01
-    (tmp_path / "fed.toml").write_text(f"num_clients = 2\nclients_per_round = 1\nrounds = 1\nlocal_epochs = 1\n"
-                                       f"clip_norm = {clip}\nnoise_multiplier = {sigma}\ndelta = 1e-5\n")
+    sigma, clip = 1.1, 0.001
+    (tmp_path / "fed.toml").write_text(f"num_clients = 2\nclients_per_round = 1\nrounds = 1\nlocal_epochs = 2\n"
+                                       f"clip_norm = {clip}\nnoise_multiplier = {sigma}\ndelta = 1e-5\n"
+                                       'personal_part = "head"\n')
     out = tmp_path / "v"
     with tls_federation(tmp_path / "federation", clients=2) as fed:
         res = CliRunner().invoke(main, ["-q", "defend", "federated", "--base", f"hf:{tiny_model_dir}",
@@ -94,56 +103,36 @@ def test_dp_fedavg_on_a_tls_superlink_started_elsewhere(tiny_model_dir: Path, tm
                                         "--superlink", fed.address, "--root-certificates", str(fed.ca)])
         superlink_log = fed.log("superlink")
     assert res.exit_code == 0, res.output + superlink_log[-2000:]
-    printed = float(re.search(r"epsilon spent: ([0-9.]+) at delta 1e-05", res.output).group(1))
-    assert printed == pytest.approx(_reference_epsilon(sigma, 0.5, 1, 1e-5), abs=5e-5)  # printed with 4 decimals
-    privacy = json.loads((out / "defended.json").read_text())["privacy"]
-    assert privacy["epsilon"] == pytest.approx(_reference_epsilon(sigma, 0.5, 1, 1e-5), rel=1e-9)
-    assert (privacy["sample_rate"], privacy["steps"], privacy["privacy_unit"]) == (0.5, 1, "client")
-    assert f"central DP noise with {sigma * clip / 1:.4f} stdev added" in superlink_log
-    # TLS for real: the SuperNodes verified the server certificate against the test's CA
+    # remote: TLS verified against the test's CA; no process of privaudit's own; the federation's all gone
     connection = (out / "logs" / "flwr_home" / "config.toml").read_text()
     assert "insecure = false" in connection and str(fed.ca) in connection
-    # privaudit started no process of its own, and the federation's processes are all gone
     assert not (out / "logs" / "pids.txt").exists()
     assert not any(group_alive(pid) for pid in fed.pids)
+    # DP-FedAvg: printed epsilon = the accountant's at q = 0.5 over 1 round; Flower's noise in the run's log
+    expected = _reference_epsilon(sigma, 0.5, 1, 1e-5)
+    printed = float(re.search(r"epsilon spent: ([0-9.]+) at delta 1e-05", res.output).group(1))
+    assert printed == pytest.approx(expected, abs=5e-5)  # printed with 4 decimals
+    privacy = json.loads((out / "defended.json").read_text())["privacy"]
+    assert privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+    assert (privacy["sample_rate"], privacy["steps"], privacy["privacy_unit"]) == (0.5, 1, "client")
+    assert f"central DP noise with {sigma * clip / 1:.4f} stdev added" in (out / "logs" / "serverapp.log").read_text()
+    # FedPer head: per-client heads that differ, never averaged; each target = global body + own head
     summary = json.loads((out / "federated.json").read_text())
     assert summary["rounds_completed"] == 1 and len(summary["clients"]) == 2
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_fedper_head_keeps_a_personal_head_per_client(tiny_model_dir: Path, tmp_path: Path):
-    """personal_part = "head" end to end with real SuperLink/SuperNodes started by privaudit."""
-    from safetensors.torch import load_file
-
-    from privaudit.defenses.federated.parameters import HEAD_FILE
-    from privaudit.defenses.registry import DefenseContext, get_defense
-    from privaudit.targets.base import load_target
-
-    corpus = generate_corpus(generate_subjects(8, seed=0), repeats=4, seed=0, heldout_subject_fraction=0.25,
-                             docs_per_subject=3, filler_docs=4)
-    out = tmp_path / "fed"
-    defense = get_defense("federated").from_config(
-        {"num_clients": 2, "rounds": 1, "local_epochs": 2, "personal_part": "head"}, "defenses.federated")
-    defense.apply(DefenseContext(base=f"hf:{tiny_model_dir}", corpus=corpus, subjects=(), out_dir=out))
-    pids = [int(line.split()[0]) for line in (out / "logs" / "pids.txt").read_text().splitlines()]
-    assert len(pids) == 3 and not any(group_alive(pid) for pid in pids)
-    summary = json.loads((out / "federated.json").read_text())
     base = load_file(str(tiny_model_dir / "model.safetensors"))
     glob = load_file(str(out / "global" / "model.safetensors"))
     heads = [load_file(str(out / "clients" / f"client_{i}" / HEAD_FILE)) for i in (0, 1)]
     head_keys = set(heads[0])
     assert head_keys == set(heads[1]) and head_keys and head_keys < set(base)
-    # the personal heads differ between clients and from the global model's (= the base's) head
     assert any(not (heads[0][k] == heads[1][k]).all() for k in head_keys)
-    assert all((glob[k] == base[k]).all() for k in head_keys)  # never averaged: the server holds the base's head
-    assert any(not (glob[k] == base[k]).all() for k in set(base) - head_keys)  # the shared body moved
+    assert all((glob[k] == base[k]).all() for k in head_keys)  # the server holds the base's head, untouched
+    assert any(not (glob[k] == base[k]).all() for k in set(base) - head_keys)  # the shared body moved (+ noise)
     for c in summary["clients"]:
         assert c["target_spec"] == f"hf:{out / 'clients' / ('client_' + str(c['client_id'])) / 'model'}"
-        assert c["personalized_perplexity"] < c["base_perplexity"]
+        assert c["personalized_perplexity"] < c["global_perplexity"]  # its own head beats the base's on its data
     client0 = load_file(str(out / "clients" / "client_0" / "model" / "model.safetensors"))
     assert all((client0[k] == heads[0][k]).all() for k in head_keys)
-    assert all((client0[k] == glob[k]).all() for k in set(base) - head_keys)  # global body + own head
+    assert all((client0[k] == glob[k]).all() for k in set(base) - head_keys)
     assert len(load_target(summary["clients"][0]["target_spec"]).score(["Hello"], [" world"])) == 1
 
 

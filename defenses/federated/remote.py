@@ -5,8 +5,9 @@ SuperNodes were started by their hosts' owners with Flower's own commands (`flow
 `flower-supernode --superlink HOST:PORT --node-config "partition-id=K"`, README "Federated
 personalization"). privaudit writes a private Flower config with that one connection (TLS verified
 against `root_certificates`, Flower's `root-certificates`; `insecure` only for test setups), submits
-with `flwr run`, polls `flwr ls` for a failed or stopped run, and on timeout, error or Ctrl-C asks
-the SuperLink to stop the run (`flwr stop`) so the federation is not left busy.
+with `flwr run`, polls `flwr ls` for a failed or stopped run, keeps the run's log (`flwr log`, into
+`logs/serverapp.log`), and on timeout, error or Ctrl-C asks the SuperLink to stop the run
+(`flwr stop`) so the federation is not left busy.
 
 What the apps read on the other hosts: the settings file, the partitions and the base model are named
 by absolute paths inside the output folder, and the ServerApp writes the global model there; every
@@ -21,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from privaudit.defenses.federated.submit import (
-    FlowerProcessError, flower_env, run_status, stop_run, submit_run, wait_for, write_connection,
+    FlowerProcessError, flower_env, run_status, save_run_log, stop_run, submit_run, wait_for, write_connection,
 )
 from privaudit.errors import InputError
 
 CONNECTION = "remote-federation"
+SERVERAPP_LOG = "serverapp.log"  # the run's log as the SuperLink has it (`flwr log --show`)
 STATUS_POLL_S = 10.0  # each `flwr ls` is a Python process start: poll rarely
 
 
@@ -86,4 +88,7 @@ class RemoteFederation:
             return (f"run {self.run_id} on SuperLink {self.address} ended as '{status}' without a result"
                     f"{': ' + details if details else ''}{hint} (see `flwr log {self.run_id}` there)")
 
-        wait_for(done_file, timeout_s, failure, what=f"run {self.run_id} on SuperLink {self.address}")
+        try:
+            wait_for(done_file, timeout_s, failure, what=f"run {self.run_id} on SuperLink {self.address}")
+        finally:
+            save_run_log(self.run_id, CONNECTION, self.env, self.log_dir / SERVERAPP_LOG)

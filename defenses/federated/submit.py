@@ -103,6 +103,17 @@ def run_status(run_id: int, connection: str, env: dict[str, str]) -> tuple[str, 
     return str(runs[0].get("status") or ""), " ".join(str(runs[0].get("status-details") or "").split())
 
 
+def save_run_log(run_id: int, connection: str, env: dict[str, str], path: Path) -> None:
+    """`flwr log RUN_ID CONNECTION --show` into `path`: the ServerApp's log, which on a remote
+    SuperLink is nowhere else the auditor can read (e.g. Flower's "central DP noise ... added")."""
+    try:
+        res = subprocess.run([executable("flwr"), "log", str(run_id), connection, "--show"], capture_output=True,
+                             env=env, timeout=60)
+    except (subprocess.TimeoutExpired, OSError):
+        return
+    path.write_bytes(res.stdout + res.stderr)
+
+
 def stop_run(run_id: int, connection: str, env: dict[str, str]) -> None:
     """`flwr stop RUN_ID CONNECTION`: a run privaudit gave up on must not keep the federation busy."""
     try:
