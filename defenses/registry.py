@@ -233,6 +233,7 @@ DEFENSES: Registry[type] = Registry(
         "dp_sgd": "privaudit.defenses.dp_sgd",
         "output_filter": "privaudit.defenses.output_filter",
         "federated": "privaudit.defenses.federated",
+        "federated_dp": "privaudit.defenses.federated",
         "rag": "privaudit.defenses.rag_store",
     },
     validate=_check_defense,

@@ -48,9 +48,9 @@ def test_superlink_start_failure_is_one_clear_error_and_leaves_no_process(tmp_pa
     fake = tmp_path / "flower-superlink"
     fake.write_text("#!/bin/sh\necho 'boom: cannot bind' >&2\nexit 3\n")
     fake.chmod(0o755)
-    import privaudit.defenses.federated.deployment as dep
+    import privaudit.defenses.federated.submit as sub
 
-    monkeypatch.setattr(dep.shutil, "which", lambda name, path=None: str(fake) if name == "flower-superlink" else None)
+    monkeypatch.setattr(sub.shutil, "which", lambda name, path=None: str(fake) if name == "flower-superlink" else None)
     deployment = FlowerDeployment(tmp_path / "logs", [{"partition-id": 0}])
     with pytest.raises(FlowerProcessError, match="superlink failed to start .*boom"):
         with deployment:

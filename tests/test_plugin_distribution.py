@@ -154,4 +154,4 @@ def test_plugin_defense_joins_a_comparison(installed_plugin, plugin_data, tiny_m
     spec["out"] = str(tmp_path / "cmp2")
     config.write_text(tomli_w.dumps(spec), encoding="utf-8")
     line = _one_line(_privaudit("compare", "--config", str(config), plugins="echo"))
-    assert "unknown defense 'passthrough' (known: dp_sgd, federated, none, output_filter, rag, scrub)" in line
+    assert "unknown defense 'passthrough' (known: dp_sgd, federated, federated_dp, none, output_filter, rag, scrub)" in line

@@ -26,6 +26,7 @@ PARTITION_KEY = "partition-id"
 def local_train(msg: Message, context: Context) -> Message:
     """One round of local training; returns the reply carrying the updated shared weights."""
     from privaudit.defenses.federated.parameters import detach_personal
+    from privaudit.defenses.federated.settings import DP_WEIGHT_KEY
 
     settings, client_id, server_round, received, partition = _unpack(msg, context)
     cfg = settings.config
@@ -36,13 +37,14 @@ def local_train(msg: Message, context: Context) -> Message:
     state = plain.state_dict()
     shared = {k: state[k].detach().cpu().contiguous() for k in received.keys()}  # same keys, same order
     metrics = MetricRecord({"train-loss": sum(losses) / max(len(losses), 1), "num-examples": examples,
-                            "client-id": client_id})
+                            DP_WEIGHT_KEY: 1, "client-id": client_id})
     return Message(content=RecordDict({"arrays": ArrayRecord(shared), "metrics": metrics}), reply_to=msg)
 
 
 def personal_adapt(msg: Message, context: Context) -> Message:
     """Fit the personal part to the new global body (body frozen); report local held-out perplexity."""
     from privaudit.defenses.federated.parameters import detach_personal, personal_parameter_filter
+    from privaudit.defenses.federated.settings import DP_WEIGHT_KEY
     from privaudit.defenses.finetune import perplexity
 
     settings, client_id, server_round, received, partition = _unpack(msg, context)
@@ -56,8 +58,8 @@ def personal_adapt(msg: Message, context: Context) -> Message:
                             cfg.seed + 1009 * client_id + 500 + server_round, 1)
     personalized = perplexity(model, tokenizer, held, cfg.batch_size, cfg.max_length)
     plain = detach_personal(model, cfg.personal_part, settings.client_dir(client_id))
-    metrics = {"personalized-perplexity": personalized, "num-examples": max(len(held), 1), "client-id": client_id,
-               "adapt-loss": sum(losses) / max(len(losses), 1)}
+    metrics = {"personalized-perplexity": personalized, "num-examples": max(len(held), 1), DP_WEIGHT_KEY: 1,
+               "client-id": client_id, "adapt-loss": sum(losses) / max(len(losses), 1)}
     if cfg.personal_part == "lora":  # the plain model is exactly the global one (adapter removed)
         metrics["global-perplexity"] = perplexity(plain, tokenizer, held, cfg.batch_size, cfg.max_length)
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

@@ -17,10 +17,19 @@ class FederatedConfig:
 
     `personal_part`: "lora" = a per-client LoRA adapter (the whole base model is the shared body);
     "head" = the last decoder block, final norm and LM head.
-    `clip_norm` turns on Flower's central DP with client-side fixed clipping: each client's update
-    is clipped to this L2 norm before upload and the server adds Gaussian noise of
-    `noise_multiplier` x `clip_norm` to the sum (Flower takes a noise multiplier, not an epsilon,
-    so epsilon is computed by an accountant afterwards).
+    `clip_norm` turns on Flower's central DP with client-side fixed clipping (DP-FedAvg, McMahan et
+    al., "Learning Differentially Private Recurrent Language Models", ICLR 2018): each client's
+    update is clipped to this L2 norm before upload (`fixedclipping_mod`), the server averages the
+    sampled clients' updates *unweighted* (equal weights bound each client's influence by
+    clip / m) and adds Gaussian noise of `noise_multiplier` x `clip_norm` / m
+    (`DifferentialPrivacyClientSideFixedClipping`), m = `clients_per_round`. Flower takes a noise
+    multiplier, not an epsilon, so epsilon is computed by an accountant afterwards (`dp_epsilon`).
+    `clients_per_round` (default: all) is how many clients each round samples; the rate
+    q = clients_per_round / num_clients enters the accountant.
+
+    `superlink` ("HOST:PORT") submits the run to an existing Flower federation instead of starting
+    local processes; `root_certificates` is the PEM CA bundle that verifies its TLS certificate
+    (Flower's `root-certificates`), `insecure` connects without TLS (local test setups only).
     """
 
     num_clients: int = 2
@@ -36,10 +45,14 @@ class FederatedConfig:
     clip_norm: float | None = None
     noise_multiplier: float = 0.0
     delta: float = 1e-5
+    clients_per_round: int | None = None
     seed: int = 0
     heldout_docs_per_subject: int = 1
     round_timeout_s: float = 600.0
     startup_timeout_s: float = 60.0
+    superlink: str | None = None
+    root_certificates: str | None = None
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_clients", "rounds", "local_epochs", "batch_size", "max_length", "lora_r"):
@@ -60,9 +73,28 @@ class FederatedConfig:
             raise InputError("federated: noise_multiplier needs clip_norm (noise is scaled to the clipping norm)")
         if not 0 < self.delta < 1:
             raise InputError(f"federated: delta must be in (0, 1), got {self.delta}")
+        if self.clients_per_round is not None and not 1 <= self.clients_per_round <= self.num_clients:
+            raise InputError(f"federated: clients_per_round must be in [1, num_clients={self.num_clients}], "
+                             f"got {self.clients_per_round}")
+        if self.superlink is not None:
+            host, sep, port = self.superlink.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise InputError(f"federated: superlink must be HOST:PORT, got '{self.superlink}'")
+        if self.root_certificates is not None and self.insecure:
+            raise InputError("federated: root_certificates and insecure exclude each other")
         if self.heldout_docs_per_subject < 0:
             raise InputError(f"federated: heldout_docs_per_subject must be >= 0, got {self.heldout_docs_per_subject}")
 
     @property
     def dp(self) -> bool:
         return self.clip_norm is not None
+
+    @property
+    def sampled_clients(self) -> int:
+        """m: the clients each round trains (all of them unless `clients_per_round` says otherwise)."""
+        return self.clients_per_round or self.num_clients
+
+    @property
+    def sample_rate(self) -> float:
+        """q = m / N, the client-sampling rate the accountant composes over the rounds."""
+        return self.sampled_clients / self.num_clients

@@ -11,23 +11,21 @@ logs into the output folder.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Mapping, Sequence
 
-from privaudit.errors import InputError
+from privaudit.defenses.federated.submit import (
+    FlowerProcessError, executable, flower_env, submit_run, tail, wait_for, write_connection,
+)
 
 LOOPBACK = "127.0.0.1"
-
-
-class FlowerProcessError(RuntimeError):
-    """A Flower process failed to start or a run failed; the message names its log file."""
+CONNECTION = "local-deployment"
+__all__ = ["FlowerDeployment", "FlowerProcessError", "free_port", "group_alive"]
 
 
 def free_port() -> int:
@@ -37,27 +35,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _executable(name: str) -> str:
-    """The Flower executable of the environment running privaudit first (its apps import this
-    privaudit: a PATH entry of another interpreter, e.g. a pyenv shim, may not have it), else PATH."""
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    if not found:
-        raise InputError(f"federated: '{name}' not found on PATH (install flwr >= 1.41)")
-    return found
-
-
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
         return s.connect_ex((LOOPBACK, port)) == 0
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in text[-lines:])
 
 
 @dataclass
@@ -97,12 +78,7 @@ class FlowerDeployment:
 
     @property
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"FLWR_HOME": str(self.flwr_home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-                    "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_TELEMETRY_ENABLED": "0"})
-        # the processes Flower spawns itself (flwr-serverapp, flwr-clientapp) from this environment too
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        return env
+        return flower_env(self.flwr_home)
 
     @property
     def pids(self) -> list[int]:
@@ -114,7 +90,7 @@ class FlowerDeployment:
         self.flwr_home.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.log_dir / "pids.txt").unlink(missing_ok=True)
         self.superlink_port = free_port()
-        self._spawn("superlink", [_executable("flower-superlink"), "--insecure", "--host", LOOPBACK,
+        self._spawn("superlink", [executable("flower-superlink"), "--insecure", "--host", LOOPBACK,
                                   "--port", str(self.superlink_port), "--isolation", "subprocess",
                                   "--disable-runtime-dependency-installation"])
         self._wait_for_port("superlink", self.superlink_port)
@@ -122,7 +98,7 @@ class FlowerDeployment:
         for i, node_config in enumerate(self.node_configs):  # started together, then awaited: startup overlaps
             cfg = " ".join(f"{k}={_toml_value(v)}" for k, v in node_config.items())
             ports.append(free_port())
-            self._spawn(f"supernode_{i}", [_executable("flower-supernode"), "--insecure",
+            self._spawn(f"supernode_{i}", [executable("flower-supernode"), "--insecure",
                                            "--superlink", f"{LOOPBACK}:{self.superlink_port}",
                                            "--host", LOOPBACK, "--port", str(ports[-1]),
                                            "--isolation", "subprocess", "--node-config", cfg])
@@ -160,24 +136,17 @@ class FlowerDeployment:
 
         Raises FlowerProcessError when the submission fails, a process dies or the run times out.
         """
-        log_path = self.log_dir / "flwr_run.log"
-        with open(log_path, "wb") as log:
-            res = subprocess.run([_executable("flwr"), "run", str(app_dir), "local-deployment"],
-                                 stdout=log, stderr=subprocess.STDOUT, env=self.env, timeout=120)
-        if res.returncode != 0:
-            raise FlowerProcessError(f"flwr run failed (exit {res.returncode}): {_tail(log_path)} (log: {log_path})")
-        deadline = time.monotonic() + timeout_s
-        while not done_file.exists():
-            for p in self.procs:
-                if p.popen.poll() is not None:
-                    raise FlowerProcessError(f"{p.name} exited with code {p.popen.returncode} during the run: "
-                                             f"{_tail(p.log_path)} (log: {p.log_path})")
-            if self._serverapp_failed():
-                raise FlowerProcessError(f"the ServerApp failed: {_tail(self.procs[0].log_path, 5)} "
-                                         f"(logs: {self.log_dir})")
-            if time.monotonic() > deadline:
-                raise FlowerProcessError(f"federated run did not finish within {timeout_s:.0f} s (logs: {self.log_dir})")
-            time.sleep(0.5)
+        submit_run(app_dir, CONNECTION, self.env, self.log_dir / "flwr_run.log")
+        wait_for(done_file, timeout_s, self._failure, what=f"federated run (logs: {self.log_dir})")
+
+    def _failure(self) -> str | None:
+        for p in self.procs:
+            if p.popen.poll() is not None:
+                return (f"{p.name} exited with code {p.popen.returncode} during the run: "
+                        f"{tail(p.log_path)} (log: {p.log_path})")
+        if self._serverapp_failed():
+            return f"the ServerApp failed: {tail(self.procs[0].log_path, 5)} (logs: {self.log_dir})"
+        return None
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -200,7 +169,7 @@ class FlowerDeployment:
         while not _port_open(port):
             if proc.popen.poll() is not None:
                 raise FlowerProcessError(f"{name} failed to start (exit {proc.popen.returncode}): "
-                                         f"{_tail(proc.log_path)} (log: {proc.log_path})")
+                                         f"{tail(proc.log_path)} (log: {proc.log_path})")
             if time.monotonic() > deadline:
                 raise FlowerProcessError(f"{name} did not listen on {LOOPBACK}:{port} within "
                                          f"{self.startup_timeout_s:.0f} s (log: {proc.log_path})")
@@ -211,11 +180,7 @@ class FlowerDeployment:
         return "ServerApp failed" in text or "Run finished" in text and "FAILED" in text
 
     def _write_connection(self) -> None:
-        """A private Flower config naming this SuperLink, so `flwr run` submits to it and nowhere else."""
-        (self.flwr_home / "config.toml").write_text(
-            '[superlink]\ndefault = "local-deployment"\n\n'
-            f'[superlink.local-deployment]\naddress = "{LOOPBACK}:{self.superlink_port}"\ninsecure = true\n',
-            encoding="utf-8")
+        write_connection(self.flwr_home, CONNECTION, f"{LOOPBACK}:{self.superlink_port}", insecure=True)
 
 
 def _toml_value(v: int | str) -> str:

@@ -75,16 +75,38 @@ def write_flower_app(folder: Path, settings_file: Path, dp: bool) -> Path:
     return folder
 
 
-def central_dp_epsilon(noise_multiplier: float, rounds: int, delta: float) -> float:
-    """User-level epsilon of central DP FedAvg with all clients sampled every round (sample rate 1):
-    the Gaussian mechanism composed over `rounds` with Opacus' RDP accountant (Mironov, CSF 2017)."""
+def dp_epsilon(noise_multiplier: float, sample_rate: float, rounds: int, delta: float) -> float:
+    """Client-level (user-level) epsilon of DP-FedAvg: `rounds` releases of the subsampled Gaussian
+    mechanism at client-sampling rate q = `sample_rate` (clients per round / clients), composed
+    with Opacus' RDP accountant (Mironov, CSF 2017; Mironov, Talwar, Zhang 2019 for the sampled
+    Gaussian), as McMahan et al. (ICLR 2018) account DP-FedAvg.
+
+    The guarantee: for any one client (here a user's, or a group of users', whole partition) the
+    sequence of global models is (epsilon, delta)-indistinguishable from a run without that
+    client (add/remove one client). At q = 1 there is no amplification (every client every
+    round); at q < 1 the amplification assumes Poisson sampling of clients, while Flower samples a
+    fixed-size subset uniformly; the number is the DP-FedAvg convention, not a proof for that sampler.
+    """
     if noise_multiplier <= 0:
         return math.inf
     from opacus.accountants import RDPAccountant
 
     accountant = RDPAccountant()
-    accountant.history = [(noise_multiplier, 1.0, rounds)]
+    accountant.history = [(noise_multiplier, sample_rate, rounds)]
     return float(accountant.get_epsilon(delta=delta))
+
+
+central_dp_epsilon = dp_epsilon  # the name before client sampling was accounted
+
+
+def connect(cfg: FederatedConfig, out_dir: Path, node_configs: list[dict[str, int | str]]):
+    """Where the run goes: an existing federation (`superlink`) or SuperLink + SuperNodes started here."""
+    if cfg.superlink is not None:
+        from privaudit.defenses.federated.remote import RemoteFederation
+
+        certs = Path(cfg.root_certificates).expanduser() if cfg.root_certificates else None
+        return RemoteFederation(cfg.superlink, out_dir / "logs", certs, cfg.insecure)
+    return FlowerDeployment(out_dir / "logs", node_configs, startup_timeout_s=cfg.startup_timeout_s)
 
 
 def federate(base: Path, corpus: Any, cfg: FederatedConfig, out_dir: Path,
@@ -100,13 +122,15 @@ def federate(base: Path, corpus: Any, cfg: FederatedConfig, out_dir: Path,
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     partitions = partition_corpus(corpus, cfg.num_clients, cfg.heldout_docs_per_subject)
     write_partitions(partitions, out_dir / PARTITIONS_DIR)
+    federation = connect(cfg, out_dir, [{"partition-id": p.client_id} for p in partitions])
     settings = RunSettings(base, out_dir, cfg)
     app_dir = write_flower_app(out_dir / APP_DIR, settings.write(), cfg.dp)
     started = time.perf_counter()
-    progress.log(f"federated: SuperLink + {cfg.num_clients} SuperNodes on 127.0.0.1, {cfg.rounds} rounds")
-    with FlowerDeployment(out_dir / "logs", [{"partition-id": p.client_id} for p in partitions],
-                          startup_timeout_s=cfg.startup_timeout_s) as deployment:
-        deployment.run_app(app_dir, cfg.rounds * cfg.round_timeout_s, out_dir / SERVER_RESULT)
+    where = (f"the federation at {cfg.superlink}" if cfg.superlink else
+             f"SuperLink + {cfg.num_clients} SuperNodes on 127.0.0.1")
+    progress.log(f"federated: {where}, {cfg.rounds} rounds, {cfg.sampled_clients} of {cfg.num_clients} clients each")
+    with federation:
+        federation.run_app(app_dir, cfg.rounds * cfg.round_timeout_s, out_dir / SERVER_RESULT)
     seconds = time.perf_counter() - started
     server = json.loads((out_dir / SERVER_RESULT).read_text(encoding="utf-8"))
     if server["rounds_completed"] < cfg.rounds:
@@ -176,16 +200,20 @@ def _record(name: str, base: Path, corpus: Any, cfg: FederatedConfig, outcome: F
     privacy = None
     if cfg.dp and cfg.noise_multiplier > 0:
         privacy = PrivacyReport(
-            epsilon=central_dp_epsilon(cfg.noise_multiplier, outcome.rounds_completed, cfg.delta), delta=cfg.delta,
-            noise_multiplier=cfg.noise_multiplier, max_grad_norm=float(cfg.clip_norm or 0.0), sample_rate=1.0,
-            steps=outcome.rounds_completed, accountant="rdp", grad_sample_mode="flower-client-side-fixed-clipping",
-            poisson_sampling=False)
+            epsilon=dp_epsilon(cfg.noise_multiplier, cfg.sample_rate, outcome.rounds_completed, cfg.delta),
+            delta=cfg.delta, noise_multiplier=cfg.noise_multiplier, max_grad_norm=float(cfg.clip_norm or 0.0),
+            sample_rate=cfg.sample_rate, steps=outcome.rounds_completed, accountant="rdp",
+            grad_sample_mode="flower-client-side-fixed-clipping", poisson_sampling=False, privacy_unit="client")
     notes = [f"rounds_completed={outcome.rounds_completed}", f"global={outcome.global_spec}"]
     notes += [f"client_{c.client_id}: spec={c.target_spec} heldout_ppl personalized={c.personalized_perplexity:.3f} "
               f"global={c.global_perplexity:.3f} base={c.base_perplexity:.3f}" for c in outcome.clients]
     if cfg.dp:
-        notes.append("user-level DP over clients (Flower client-side fixed clipping + server noise); "
-                     "personal parts are not covered by it")
+        notes.append("client-level DP (DP-FedAvg): Flower client-side fixed clipping, unweighted average, server "
+                     f"noise; {cfg.sampled_clients} of {cfg.num_clients} clients per round; covers the global "
+                     "model only: personal parts and evaluation metrics are not covered by it")
+    if cfg.superlink:
+        notes.append(f"federation: existing SuperLink {cfg.superlink} "
+                     f"({'insecure' if cfg.insecure else 'TLS'})")
     record = DefendedModel(name=name, target_spec=outcome.global_spec, out_dir=out_dir, training=training,
                            privacy=privacy, notes=tuple(notes))
     record.save()
@@ -206,3 +234,23 @@ class FederatedDefense(Defense):
 
     def apply(self, ctx: DefenseContext) -> DefendedModel:
         return federate(ctx.base_path, ctx.corpus, self.params, ctx.out_dir, ctx.progress, name=self.name)
+
+
+@dataclass(frozen=True)
+class FederatedDPConfig(FederatedConfig):
+    """`federated` with DP-FedAvg on by default: every update clipped to L2 norm 1e-3, noise
+    multiplier 1.0. The clip is tiny on purpose: the noise per coordinate of the average is
+    noise_multiplier x clip / m, so with m = 2 clients a clip of 1 would add N(0, 0.5^2) to every
+    weight. With few clients, client-level DP leaves the global model near the base: that is the
+    honest price (McMahan et al. need thousands of users per round for utility)."""
+
+    clip_norm: float | None = 1e-3
+    noise_multiplier: float = 1.0
+
+
+@register_defense
+class FederatedDPDefense(FederatedDefense):
+    """`federated` with client-level DP (Flower's client-side fixed clipping + server noise) by default."""
+
+    name = "federated_dp"
+    Params = FederatedDPConfig

@@ -1,8 +1,11 @@
 """The Flower ServerApp: FedAvg over the shared weights, then the global model saved to disk.
 
-The initial global weights are the base model's shared part; each round every client trains and
-FedAvg averages their shared weights (weighted by example count). With `clip_norm` set, FedAvg is
-wrapped in `DifferentialPrivacyClientSideFixedClipping` (clients clip, the server adds noise).
+The initial global weights are the base model's shared part; each round `clients_per_round` clients
+(all by default) train and FedAvg averages their shared weights, weighted by example count. With
+`clip_norm` set, FedAvg is wrapped in `DifferentialPrivacyClientSideFixedClipping` (clients clip,
+the server adds noise) and averages *unweighted* (every client reports `dp-weight` = 1): weighting
+by example count would let a client with many documents move the average by more than clip / m,
+which the noise is not calibrated for (McMahan et al., ICLR 2018, use a fixed per-user weight cap).
 The global model (shared body + the base's values for any personal layers) and a small result
 file (rounds completed, per-round train metrics) are written into the run's work folder.
 """
@@ -24,19 +27,19 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     from privaudit.defenses.federated.parameters import shared_state
-    from privaudit.defenses.federated.settings import GLOBAL_DIR, SERVER_RESULT, RunSettings
+    from privaudit.defenses.federated.settings import DP_WEIGHT_KEY, GLOBAL_DIR, SERVER_RESULT, RunSettings
     from privaudit.defenses.finetune import load_causal_lm
 
     settings = RunSettings.from_run_config(context.run_config)
     cfg = settings.config
     model, tokenizer = load_causal_lm(settings.base_dir)
     initial = ArrayRecord(shared_state(model, cfg.personal_part))
-    n = cfg.num_clients
-    strategy = FedAvg(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=n, min_evaluate_nodes=n,
-                      min_available_nodes=n)
+    n, m = cfg.num_clients, cfg.sampled_clients
+    strategy = FedAvg(fraction_train=m / n, fraction_evaluate=1.0, min_train_nodes=m, min_evaluate_nodes=n,
+                      min_available_nodes=n, weighted_by_key=DP_WEIGHT_KEY if cfg.dp else "num-examples")
     if cfg.dp:
         strategy = DifferentialPrivacyClientSideFixedClipping(
-            strategy, noise_multiplier=cfg.noise_multiplier, clipping_norm=float(cfg.clip_norm), num_sampled_clients=n)
+            strategy, noise_multiplier=cfg.noise_multiplier, clipping_norm=float(cfg.clip_norm), num_sampled_clients=m)
     result = strategy.start(grid=grid, initial_arrays=initial, num_rounds=cfg.rounds,
                             timeout=cfg.round_timeout_s, train_config=ConfigRecord({"lr": cfg.learning_rate}))
     model.load_state_dict(result.arrays.to_torch_state_dict(), strict=False)

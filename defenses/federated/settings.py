@@ -19,6 +19,7 @@ SERVER_RESULT = "server_result.json"
 GLOBAL_DIR = "global"
 PARTITIONS_DIR = "partitions"
 CLIENTS_DIR = "clients"
+DP_WEIGHT_KEY = "dp-weight"  # the constant (1) FedAvg weight every client reports: unweighted averaging under DP
 
 
 @dataclass(frozen=True)

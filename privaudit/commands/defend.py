@@ -28,9 +28,16 @@ from privaudit.commands.common import progress_from
               help="TOML with the defense's settings (top-level keys, or a [defenses.NAME] table).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the training, where the config names none (as compare's `seed`).")
+@click.option("--superlink", default=None, metavar="HOST:PORT",
+              help="federated: submit to this existing Flower SuperLink instead of starting local processes.")
+@click.option("--root-certificates", type=click.Path(path_type=Path), default=None,
+              help="federated: PEM CA bundle that verifies the SuperLink's TLS certificate (Flower's root-certificates).")
+@click.option("--insecure", is_flag=True, default=False,
+              help="federated: connect to --superlink without TLS (test setups only).")
 @click.pass_context
 def command(ctx: click.Context, name: str, base: str, corpus: Path, subjects: Path, out: Path,
-            config_path: Path | None, seed: int) -> None:
+            config_path: Path | None, seed: int, superlink: str | None, root_certificates: Path | None,
+            insecure: bool) -> None:
     """Apply DEFENSE (none, scrub, dp_sgd, output_filter, federated, ...) and save the variant.
 
     DEFENSE may also name a variant of the config's [defenses] table (`defense = ...` inside it).
@@ -39,6 +46,7 @@ def command(ctx: click.Context, name: str, base: str, corpus: Path, subjects: Pa
     from privaudit.defenses.variants import build_variant, configure_variant, load_context
 
     table, where = _defense_table(name, config_path)
+    table = _with_federation(table, where, superlink, root_certificates, insecure)
     variant = configure_variant(name, table, seed=seed, where=where)
     if load_defended(out) is not None:
         click.echo(f"reusing complete variant in {out}")
@@ -57,6 +65,24 @@ def command(ctx: click.Context, name: str, base: str, corpus: Path, subjects: Pa
         click.echo(f"scrubbed spans: {json.dumps(dict(s.removed), sort_keys=True)}; known values surviving: "
                    f"{s.known_values_surviving}/{s.known_values_total} {json.dumps(dict(s.surviving), sort_keys=True)}")
     click.echo(f"target: {record.target_spec}")
+
+
+def _with_federation(table: dict[str, Any], where: str, superlink: str | None, root_certificates: Path | None,
+                     insecure: bool) -> dict[str, Any]:
+    """The table with the command line's federation options (`superlink`, `root_certificates`,
+    `insecure` keys of the federated defenses) put in; they override the config file's."""
+    from privaudit.errors import InputError
+
+    given = {k: v for k, v in (("superlink", superlink), ("insecure", insecure or None),
+                               ("root_certificates", str(root_certificates) if root_certificates else None))
+             if v is not None}
+    if not given:
+        return table
+    if superlink is None and "superlink" not in table:
+        raise InputError(f"{where}: --root-certificates and --insecure need --superlink HOST:PORT")
+    if root_certificates is not None and not root_certificates.is_file():
+        raise InputError(f"--root-certificates {root_certificates}: no such file")
+    return {**table, **given}
 
 
 def _defense_table(name: str, config_path: Path | None) -> tuple[dict[str, Any], str]:
