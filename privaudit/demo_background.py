@@ -25,14 +25,25 @@ from types import TracebackType
 from privaudit.errors import EXIT_CANNOT_MEASURE, EXIT_USAGE, PrivauditError
 
 STOP_GRACE_S = 20.0  # a stopped comparison finishes its current write; then it is killed
+# The child (and the Flower processes it starts) computes on one thread: beside the audit's 2-thread
+# chat probes on a 2-core machine, a second 2-thread OpenMP pool oversubscribes the cores, and its
+# threads spin at barriers while descheduled (a step then costs several times its CPU time).
+CHILD_THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CHILD_NICENESS = 10  # inherited by the Flower processes the comparison starts
 
 
 class BackgroundComparisonError(PrivauditError):
     """The child comparison exited non-zero: the demo stops with its last log line."""
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: ask the kernel to SIGTERM the child when the demo's process dies (even by kill -9)."""
+def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Lower the child's priority; on Linux, have the kernel SIGTERM it when the demo dies (even by kill -9).
+
+    The audit's probes are the demo's longer half (the critical path), so the comparison takes the
+    cycles they leave idle rather than slowing them: with equal priority the audit's probes ran 1.6x
+    slower beside it (benchmarks/RESULTS.md).
+    """
+    os.nice(CHILD_NICENESS)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -57,8 +68,8 @@ class BackgroundComparison:
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "privaudit.demo_worker", str(self.compare_toml)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(os.environ),
-                preexec_fn=_die_with_parent if os.name == "posix" else None,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **CHILD_THREADS_ENV},
+                preexec_fn=_child_setup if os.name == "posix" else None,
             )
 
     def wait(self) -> None:
