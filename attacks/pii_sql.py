@@ -34,6 +34,7 @@ from privaudit.attacks.pii_summary import (
     _assumptions,
     _est_row,
     _jsonable_params,
+    exact_by_level_chart,
     per_subject_table,
     slim_record,
 )
@@ -178,14 +179,7 @@ def summarize_db(conn: sqlite3.Connection, attack: str, target_name: str, params
         row.update(_est_row("subject_field_exact_match_rate", metrics[f"exact_match_rate.{row['pii_type']}"]))
     tables["per_level"] = _group_table(conn, ("level", "association"))
     tables["per_template"] = _group_table(conn, ("template_id", "pii_type", "level", "association"))
-    charts["exact_by_level"] = {
-        "kind": "bar", "title": "Per-probe exact-match rate by association level (ProPILE twin/triplet/quadruplet)",
-        "x_label": "association", "y_label": "exact-match rate (probes; 95% interval clustered by subject)",
-        "labels": [r["association"] for r in tables["per_level"]],
-        "values": [r["exact_match_rate"] for r in tables["per_level"]],
-        "low": [r["exact_match_rate_low"] for r in tables["per_level"]],
-        "high": [r["exact_match_rate_high"] for r in tables["per_level"]],
-    }
+    charts["exact_by_level"] = exact_by_level_chart(tables["per_level"])
     listed = _records_of_pairs(conn, _listed_pairs(limit))
     tables["per_subject"] = per_subject_table(listed, pd.DataFrame(), pd.DataFrame(), limit)
     provenance: dict[str, Any] = {"paper": "ProPILE (Kim et al., NeurIPS 2023)", "params": _jsonable_params(params)}

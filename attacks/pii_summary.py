@@ -228,6 +228,19 @@ def _assumptions(params: PiiParams, kinds: Iterable[str]) -> list[str]:
     return out
 
 
+def exact_by_level_chart(per_level: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-association-level bar chart (ProPILE Sec. 3: twin/triplet/quadruplet prompts), from
+    the per_level table; shared by the in-memory and the out-of-core (pii_sql) summaries."""
+    return {
+        "kind": "bar", "title": "Per-probe exact-match rate by association level (ProPILE twin/triplet/quadruplet)",
+        "x_label": "association", "y_label": "exact-match rate (probes; 95% interval clustered by subject)",
+        "labels": [r["association"] for r in per_level],
+        "values": [r["exact_match_rate"] for r in per_level],
+        "low": [r["exact_match_rate_low"] for r in per_level],
+        "high": [r["exact_match_rate_high"] for r in per_level],
+    }
+
+
 def summarize_records(attack: str, target_name: str, records: pd.DataFrame, params: PiiParams) -> AttackResult:
     """Metrics, tables and charts from stored records only (reports call this again later).
 
@@ -261,14 +274,7 @@ def summarize_records(attack: str, target_name: str, records: pd.DataFrame, para
             row.update(_est_row("subject_field_exact_match_rate", metrics[f"exact_match_rate.{row['pii_type']}"]))
         tables["per_level"] = _group_table(ext, ["level", "association"])
         tables["per_template"] = _group_table(ext, ["template_id", "pii_type", "level", "association"])
-        charts["exact_by_level"] = {
-            "kind": "bar", "title": "Per-probe exact-match rate by association level (ProPILE twin/triplet/quadruplet)",
-            "x_label": "association", "y_label": "exact-match rate (probes; 95% interval clustered by subject)",
-            "labels": [r["association"] for r in tables["per_level"]],
-            "values": [r["exact_match_rate"] for r in tables["per_level"]],
-            "low": [r["exact_match_rate_low"] for r in tables["per_level"]],
-            "high": [r["exact_match_rate_high"] for r in tables["per_level"]],
-        }
+        charts["exact_by_level"] = exact_by_level_chart(tables["per_level"])
 
     lik = _of_kind(records, LIKELIHOOD)
     if not lik.empty:
