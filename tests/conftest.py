@@ -13,6 +13,16 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Under pytest-xdist (`-n 2`, the README's test command) each worker gets an equal share of the
+# cores for torch's and OpenMP's thread pools, set before torch is imported; two workers that each
+# spin 2 OpenMP threads on 2 cores wait at barriers (measured ~5x slower per step when
+# oversubscribed). Subprocesses the tests start (Flower clients, the demo) inherit the share.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _SHARE = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _SHARE)
+
 TINY_TEXTS = (
     "Alice Johnson's email is alice.johnson@example.com and her phone is 555-0101.",
     "Bob Smith lives at 42 Elm Street, Springfield. Call him at 555-0199.",
