@@ -1,0 +1,57 @@
+"""Issue 23: SmolLM2-135M personalized with LoRA, audited end to end against its base.
+
+The cheap tests check the recipe's cache key and the audit spec; the slow ones audit the real
+adapter (`real_setup`, trained once per machine) through `run_audit`, the engine `privaudit run`
+calls, and require the personalization to leak more than the base with separated intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from privaudit.personalized_real import SMALL_REAL_RECIPE, RealRecipe, real_cache_dir
+
+
+def test_recipe_fingerprint_is_stable_and_covers_every_field() -> None:
+    assert RealRecipe().fingerprint() == RealRecipe().fingerprint()
+    assert replace(RealRecipe(), repeats=5).fingerprint() != RealRecipe().fingerprint()
+    assert replace(RealRecipe(), lora_targets=("q_proj",)).fingerprint() != RealRecipe().fingerprint()
+    assert SMALL_REAL_RECIPE.fingerprint() != RealRecipe().fingerprint()
+
+
+def test_cache_dir_follows_privaudit_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PRIVAUDIT_CACHE_DIR", str(tmp_path))
+    folder = real_cache_dir(SMALL_REAL_RECIPE)
+    assert folder.parent == tmp_path / "real"
+    assert folder.name == f"smollm2-135m-{SMALL_REAL_RECIPE.fingerprint()}"
+
+
+def test_demo_help_offers_real() -> None:
+    from click.testing import CliRunner
+
+    from privaudit.cli import main
+
+    result = CliRunner().invoke(main, ["demo", "--help"])
+    assert result.exit_code == 0 and "--real" in result.output
+
+
+@pytest.mark.slow
+def test_real_lora_audit_leaks_more_than_base(real_setup, tmp_path: Path) -> None:
+    """Likelihood top-1 of the adapter vs the base on the same probes, and membership AUC, separate."""
+    from privaudit.audit import run_audit
+    from privaudit.demo_real import real_audit_spec
+
+    pii = {"likelihood": True, "pii_types": ["email", "phone"], "max_new_tokens": 20, "soft_prompt": True,
+           "soft_prompt_steps": 10}
+    spec = real_audit_spec(real_setup, tmp_path / "run", pii=pii)
+    results = {r.attack: r for r in run_audit(spec)}
+    m = results["pii"].metrics
+    top1, base_top1 = m["likelihood_top1_rate"], m["likelihood_top1_rate_baseline"]
+    assert top1.low > base_top1.high, (top1, base_top1)
+    assert m["exact_match_rate_minus_baseline"].value >= 0.0
+    assert "soft_prompt_lift" in m  # reported, whatever it is (ProPILE Sec. 3.3)
+    auc = results["membership"].metrics["auc"]
+    assert auc.low > 0.5, auc
