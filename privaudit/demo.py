@@ -149,6 +149,13 @@ def run_demo(opts: DemoOptions, progress: ProgressReporter | None = None) -> Dem
     compare = demo_compare_spec(opts, setup)
     compare_path = write_compare_spec(compare, opts.out / "compare.toml")
     check_compare_spec(compare, str(compare_path))  # every defense table valid before anything trains
+    return audit_with_comparison(spec, spec_path, compare, compare_path, progress)
+
+
+def audit_with_comparison(spec: AuditSpec, spec_path: Path, compare: CompareSpec, compare_path: Path,
+                          progress: ProgressReporter) -> DemoOutcome:
+    """Run the audit's probes, then the comparison (resumed when done), then the audit's reports
+    with the comparison's `compare` result in them (shared by `demo` and `demo --real`)."""
     made: dict[str, Comparison] = {}
 
     def outputs(results: list[AttackResult], manifest: Mapping[str, Any]) -> None:

@@ -18,11 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from privaudit.attacks.base import AttackResult, available_attacks
-from privaudit.audit import AuditSpec, run_audit, write_outputs
-from privaudit.compare import CompareSpec, Comparison, check_compare_spec, run_comparison
+from privaudit.attacks.base import available_attacks
+from privaudit.audit import AuditSpec
+from privaudit.compare import CompareSpec, check_compare_spec
 from privaudit.defenses.registry import available_defenses
-from privaudit.demo import DemoOptions, DemoOutcome, write_compare_spec, write_spec
+from privaudit.demo import DemoOptions, DemoOutcome, audit_with_comparison, write_compare_spec, write_spec
 from privaudit.personalized import PersonalizedSetup
 from privaudit.personalized_real import RealRecipe, build_real_setup, train_subjects_path
 from privaudit.progress import ProgressReporter
@@ -98,15 +98,4 @@ def run_real_demo(opts: DemoOptions, progress: ProgressReporter | None = None,
                                 show_pii=opts.show_pii)
     compare_path = write_compare_spec(compare, opts.out / "compare.toml")
     check_compare_spec(compare, str(compare_path))
-    made: dict[str, Comparison] = {}
-
-    def outputs(results: list[AttackResult], manifest: Mapping[str, Any]) -> None:
-        comparison = run_comparison(compare, progress=progress, source=str(compare_path))
-        made["comparison"] = comparison
-        write_outputs(spec.out, [*results, comparison.summary_result], manifest, spec)
-
-    results = run_audit(spec, progress=progress, source=str(spec_path), outputs=outputs)
-    comparison = made.get("comparison")
-    shown = [*results, comparison.summary_result] if comparison is not None else results
-    return DemoOutcome(spec=spec, spec_path=spec_path, results=shown, comparison=comparison,
-                       compare_spec_path=compare_path)
+    return audit_with_comparison(spec, spec_path, compare, compare_path, progress)

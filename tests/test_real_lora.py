@@ -55,3 +55,35 @@ def test_real_lora_audit_leaks_more_than_base(real_setup, tmp_path: Path) -> Non
     assert "soft_prompt_lift" in m  # reported, whatever it is (ProPILE Sec. 3.3)
     auc = results["membership"].metrics["auc"]
     assert auc.low > 0.5, auc
+
+
+def _unbuilt_setup(tmp_path: Path):
+    """The recipe's data and spec strings, without training (the specs only name the models)."""
+    from privaudit.personalized import PersonalizedSetup, build_personal_data
+    from privaudit.personalized_real import train_subjects_path
+
+    subjects, subjects_path, corpus, corpus_path = build_personal_data(tmp_path / "setup", SMALL_REAL_RECIPE)
+    from privaudit.data.subjects import write_subjects
+
+    write_subjects(train_subjects_path(tmp_path / "setup"), [s for s in subjects if s.id in corpus.train_subject_ids()])
+    base = tmp_path / "base"
+    return PersonalizedSetup(root=tmp_path / "setup", recipe=SMALL_REAL_RECIPE, subjects=tuple(subjects),
+                             subjects_path=subjects_path, corpus=corpus, corpus_path=corpus_path, base_dir=base,
+                             finetuned_spec=f"hf:{base}:adapter={tmp_path / 'adapter'}")
+
+
+def test_real_specs_use_the_base_as_baseline_and_reference(tmp_path: Path) -> None:
+    from privaudit.compare import check_compare_spec
+    from privaudit.demo_real import real_audit_spec, real_compare_spec
+
+    setup = _unbuilt_setup(tmp_path)
+    spec = real_audit_spec(setup, tmp_path / "run")
+    assert spec.targets == [setup.finetuned_spec]
+    assert spec.attacks["pii"]["baseline_target"] == setup.base_spec
+    assert spec.attacks["membership"]["reference"] == setup.base_spec
+    assert spec.attacks["pii"]["subjects"].endswith("train_subjects.jsonl")
+    compare = real_compare_spec(setup, tmp_path / "compare")
+    check_compare_spec(compare, "compare.toml")  # every defense table (LoRA keys included) is valid
+    dp = compare.defenses["dp_sgd_subject"]
+    assert (dp["target_epsilon"], dp["privacy_unit"], dp["lora"]) == (8.0, "subject", True)
+    assert compare.defenses["federated"]["personal_part"] == "lora"
