@@ -87,3 +87,26 @@ def test_real_specs_use_the_base_as_baseline_and_reference(tmp_path: Path) -> No
     dp = compare.defenses["dp_sgd_subject"]
     assert (dp["target_epsilon"], dp["privacy_unit"], dp["lora"]) == (8.0, "subject", True)
     assert compare.defenses["federated"]["personal_part"] == "lora"
+
+
+@pytest.mark.slow
+def test_dp_sgd_lora_trains_on_real_architecture(tmp_path: Path) -> None:
+    """Opacus on SmolLM2 (tied input/output embeddings, LoRA on real projections): the embeddings
+    are untied before DP training and noted, the accountant's epsilon matches its history, and the
+    adapter loads back as `hf:BASE:adapter=DIR`."""
+    from privaudit.defenses.dp_sgd import DPConfig, epsilon_from_history, train_dp_sgd
+    from privaudit.personalized_real import base_model_dir
+    from privaudit.targets.base import load_target
+
+    units = {f"u{i}": f"Contact card\nName: Person {i}\nEmail: person{i}@example.com" for i in range(6)}
+    cfg = DPConfig(noise_multiplier=1.0, epochs=1, batch_size=2, max_length=32, lora=True,
+                   lora_targets=("q_proj", "v_proj", "up_proj"))
+    record = train_dp_sgd(base_model_dir(SMALL_REAL_RECIPE), units, ["A note about nobody in particular."], cfg,
+                          tmp_path / "dp")
+    assert any("untied" in note for note in record.notes)
+    p = record.privacy
+    assert p.epsilon > 0 and abs(p.epsilon - epsilon_from_history(p.accountant, p.noise_multiplier, p.sample_rate,
+                                                                  p.steps, p.delta)) < 1e-6
+    target = load_target(record.target_spec)
+    (score,) = target.score(["Contact card\nName: Person 1\nEmail:"], [" person1@example.com"])
+    assert score < 0.0
