@@ -112,8 +112,10 @@ def build_real_setup(recipe: RealRecipe = RealRecipe(), root: Path | None = None
     base_dir = base_model_dir(recipe)
     with FileLock(str(root.parent / f".{root.name}.lock")):
         subjects, subjects_path, corpus, corpus_path = build_personal_data(root, recipe)
-        write_subjects(train_subjects_path(root), [s for s in subjects if s.id in set(corpus.train_subject_ids())])
-        (root / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2) + "\n", encoding="utf-8")
+        if not train_subjects_path(root).is_file():  # rewritten never: run folders fingerprint it
+            trained = set(corpus.train_subject_ids())
+            write_subjects(train_subjects_path(root), [s for s in subjects if s.id in trained])
+            (root / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2) + "\n", encoding="utf-8")
         finetuned = load_defended(root / "finetuned")
         if finetuned is None:
             progress.log(f"personalizing builtin:{recipe.base} with a LoRA adapter on the personal corpus "
