@@ -1,6 +1,6 @@
 """Session fixture: SmolLM2-135M personalized with a LoRA adapter on the personal corpus (issue 23).
 
-`SMALL_REAL_RECIPE` (8 subjects, half held out) trains once per machine: the adapter is cached in
+`SMALL_REAL_RECIPE` (12 subjects, half held out) trains once per machine: the adapter is cached in
 the privaudit cache keyed by the recipe's fingerprint, so a second session (or the demo) reuses it.
 The base SmolLM2 is the "before personalization" baseline of every comparison.
 """
