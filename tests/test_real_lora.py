@@ -44,7 +44,8 @@ def test_real_lora_audit_leaks_more_than_base(real_setup, tmp_path: Path) -> Non
     from privaudit.audit import run_audit
     from privaudit.demo_real import real_audit_spec
 
-    pii = {"likelihood": True, "pii_types": ["email", "phone"], "max_new_tokens": 20, "soft_prompt": True,
+    # the email field alone keeps the test's probes to 6 subjects x the email templates (CI time)
+    pii = {"likelihood": True, "pii_types": ["email"], "max_new_tokens": 20, "soft_prompt": True,
            "soft_prompt_steps": 10}
     spec = real_audit_spec(real_setup, tmp_path / "run", pii=pii)
     results = {r.attack: r for r in run_audit(spec)}
