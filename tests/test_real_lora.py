@@ -52,7 +52,7 @@ def test_real_lora_audit_leaks_more_than_base(real_setup, tmp_path: Path) -> Non
     m = results["pii"].metrics
     top1, base_top1 = m["likelihood_top1_rate"], m["likelihood_top1_rate_baseline"]
     # Point estimates only: on 6 subjects the subject-clustered intervals of top-1 overlap (seen:
-    # 35 vs 22 of the same 65 probes; the base ranks name-shaped emails first). The separated
+    # 41 vs 22 of the same 78 probes; the base ranks name-shaped emails first). The separated
     # figures are the full recipe's (benchmarks/bench_real_lora.py, RESULTS.md "Real LoRA").
     assert top1.value > base_top1.value, (top1, base_top1)
     assert m["exact_match_rate_minus_baseline"].value > 0.0
