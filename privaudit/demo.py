@@ -22,7 +22,7 @@ by *another* user (Zeng et al. 2024): does the shared store serve A's planted PI
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -190,8 +190,22 @@ def run_demo(opts: DemoOptions, progress: ProgressReporter | None = None) -> Dem
     compare = demo_compare_spec(opts, setup)
     compare_path = write_compare_spec(compare, opts.out / "compare.toml")
     check_compare_spec(compare, str(compare_path))  # every defense table valid before anything trains
+    outcome = audit_with_comparison(spec, spec_path, compare, compare_path, opts.out / COMPARE_LOG, progress)
+    if opts.rag:
+        rag_spec = demo_rag_spec(opts, setup.corpus_path, setup.subjects_path)
+        rag_path = write_spec(rag_spec, opts.out / "rag.toml")
+        rag_results = run_audit(rag_spec, progress=progress, source=str(rag_path))
+        outcome = replace(outcome, rag_spec=rag_spec, rag_spec_path=rag_path, rag_results=rag_results)
+    return outcome
+
+
+def audit_with_comparison(spec: AuditSpec, spec_path: Path, compare: CompareSpec, compare_path: Path,
+                          log_path: Path, progress: ProgressReporter) -> DemoOutcome:
+    """Run the audit's probes while the comparison runs in a second process (progress to `log_path`),
+    then the audit's reports with the comparison's `compare` result in them (shared by `demo` and
+    `demo --real`; both resume)."""
     made: dict[str, Comparison] = {}
-    background = BackgroundComparison(compare_path, opts.out / COMPARE_LOG)
+    background = BackgroundComparison(compare_path, log_path)
 
     def outputs(results: list[AttackResult], manifest: Mapping[str, Any]) -> None:
         """After the probes: wait for the comparison, read it back (a resume: nothing reruns), then the reports."""
@@ -207,11 +221,5 @@ def run_demo(opts: DemoOptions, progress: ProgressReporter | None = None) -> Dem
         results = run_audit(spec, progress=progress, source=str(spec_path), outputs=outputs)
     comparison = made.get("comparison")
     shown = [*results, comparison.summary_result] if comparison is not None else results
-    rag_spec = rag_path = rag_results = None
-    if opts.rag:
-        rag_spec = demo_rag_spec(opts, setup.corpus_path, setup.subjects_path)
-        rag_path = write_spec(rag_spec, opts.out / "rag.toml")
-        rag_results = run_audit(rag_spec, progress=progress, source=str(rag_path))
     return DemoOutcome(spec=spec, spec_path=spec_path, results=shown, comparison=comparison,
-                       compare_spec_path=compare_path, rag_spec=rag_spec, rag_spec_path=rag_path,
-                       rag_results=rag_results)
+                       compare_spec_path=compare_path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from privaudit.data.corpus import Corpus, generate_corpus, load_corpus
 from privaudit.data.subjects import DataSubject, generate_subjects, load_subjects, write_subjects
@@ -42,7 +42,7 @@ class PersonalizedSetup:
     """Where the embedded setup lives, and its data (all under one folder)."""
 
     root: Path
-    recipe: PersonalizationRecipe
+    recipe: Any  # PersonalizationRecipe, or personalized_real.RealRecipe (same corpus and training fields)
     subjects: tuple[DataSubject, ...]
     subjects_path: Path
     corpus: Corpus
@@ -74,6 +74,28 @@ def public_corpus(recipe: PersonalizationRecipe) -> Corpus:
                            docs_per_subject=recipe.docs_per_subject, filler_docs=40)
 
 
+def build_personal_data(root: Path, recipe: Any) -> tuple[list[DataSubject], Path, Corpus, Path]:
+    """Subjects and their personal corpus under `root` (reused when a previous call completed).
+
+    `recipe` supplies the corpus sizes (`num_subjects`, `repeats`, `heldout_fraction`,
+    `docs_per_subject`, `canary_repeats`, `filler_docs`, `seed`): the toy recipe here and the real
+    LoRA recipe (privaudit/personalized_real.py) plant their PII the same way.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    subjects_path, corpus_path = root / "subjects.jsonl", root / "corpus.jsonl"
+    if subjects_path.exists() and corpus_path.exists():
+        return load_subjects(subjects_path), subjects_path, load_corpus(corpus_path), corpus_path
+    subjects = generate_subjects(recipe.num_subjects, seed=recipe.seed)
+    corpus = generate_corpus(subjects, repeats=recipe.repeats, seed=recipe.seed,
+                             heldout_subject_fraction=recipe.heldout_fraction,
+                             docs_per_subject=recipe.docs_per_subject,
+                             canaries=list(recipe.canary_repeats), filler_docs=recipe.filler_docs)
+    corpus.write(corpus_path)
+    write_subjects(subjects_path, subjects)  # written last: its presence means the data is complete
+    return subjects, subjects_path, corpus, corpus_path
+
+
 def build_personalized_setup(
     root: Path, recipe: PersonalizationRecipe = PersonalizationRecipe(),
     progress: ProgressReporter | None = None, *, personalize: bool = True,
@@ -87,19 +109,8 @@ def build_personalized_setup(
     from privaudit.defenses.registry import load_defended
 
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
     progress = progress or ProgressReporter(quiet=True)
-    subjects_path, corpus_path = root / "subjects.jsonl", root / "corpus.jsonl"
-    if subjects_path.exists() and corpus_path.exists():
-        subjects, corpus = load_subjects(subjects_path), load_corpus(corpus_path)
-    else:
-        subjects = generate_subjects(recipe.num_subjects, seed=recipe.seed)
-        corpus = generate_corpus(subjects, repeats=recipe.repeats, seed=recipe.seed,
-                                 heldout_subject_fraction=recipe.heldout_fraction,
-                                 docs_per_subject=recipe.docs_per_subject,
-                                 canaries=list(recipe.canary_repeats), filler_docs=recipe.filler_docs)
-        corpus.write(corpus_path)
-        write_subjects(subjects_path, subjects)  # written last: its presence means the data is complete
+    subjects, subjects_path, corpus, corpus_path = build_personal_data(root, recipe)
     base_dir = root / "public_base"
     if not (base_dir / "config.json").exists():
         progress.log("pretraining the public base model (tiny Llama, from scratch)")

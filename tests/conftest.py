@@ -44,3 +44,4 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 from fixtures_memorized import memorized_setup  # noqa: E402,F401  (session fixture, shared)
+from fixtures_real import real_setup  # noqa: E402,F401  (session fixture: the real LoRA personalization)
