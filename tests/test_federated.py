@@ -43,6 +43,43 @@ def test_config_rejects_noise_without_clipping_and_unknown_personal_part():
         FederatedConfig(personal_part="body")
 
 
+def test_shared_lora_needs_nothing_personal_and_unknown_shared_part_is_rejected():
+    with pytest.raises(InputError, match="shared_part = 'lora'.*personal_part = 'none'"):
+        FederatedConfig(shared_part="lora")  # personal_part defaults to "lora": two adapters would be ambiguous
+    with pytest.raises(InputError, match="shared_part must be one of model, lora"):
+        FederatedConfig(shared_part="head")
+    cfg = FederatedConfig(shared_part="lora", personal_part="none")
+    assert cfg.shared_lora and cfg.mode == "federated-avg-lora"
+    assert FederatedConfig().mode == "federated-lora"
+
+
+@pytest.mark.slow
+def test_shared_lora_federation_averages_only_the_adapter_over_a_frozen_base(tiny_model_dir: Path, tmp_path: Path):
+    """FedIT (shared_part = "lora"): the clients train one LoRA adapter from the global one and FedAvg
+    averages its tensors only; the global model is the base with that adapter merged in, so only
+    the adapted projections differ from the base, and every client is served the global model."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "fedit"
+    defense = get_defense("federated").from_config(
+        {"num_clients": 2, "rounds": 1, "local_epochs": 2, "personal_part": "none", "shared_part": "lora"},
+        "defenses.federated")
+    record = defense.apply(DefenseContext(base=f"hf:{tiny_model_dir}", corpus=_corpus(), subjects=(), out_dir=out))
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    glob = load_file(str(out / "global" / "model.safetensors"))
+    changed = {k for k in base if k in glob and not (base[k] == glob[k]).all()}
+    assert changed and all(".q_proj." in k or ".v_proj." in k for k in changed), sorted(changed)[:5]
+    adapter = load_file(str(out / "global_adapter" / "adapter_model.safetensors"))
+    assert adapter and all("lora_" in k for k in adapter)
+    assert record.training.mode == "federated-avg-lora"
+    assert record.training.trainable_parameters == sum(v.numel() for v in adapter.values())
+    summary = json.loads((out / "federated.json").read_text())
+    assert summary["rounds_completed"] == 1
+    assert {c["target_spec"] for c in summary["clients"]} == {f"hf:{out / 'global'}"}
+    pids = [int(line.split()[0]) for line in (out / "logs" / "pids.txt").read_text().splitlines()]
+    assert len(pids) == 3 and not any(group_alive(pid) for pid in pids)
+
+
 def test_superlink_start_failure_is_one_clear_error_and_leaves_no_process(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no flower executables reachable except a broken one
     fake = tmp_path / "flower-superlink"

@@ -44,18 +44,22 @@ def test_real_lora_audit_leaks_more_than_base(real_setup, tmp_path: Path) -> Non
     from privaudit.audit import run_audit
     from privaudit.demo_real import real_audit_spec
 
-    # the email field alone keeps the test's probes to 6 subjects x the email templates (CI time)
-    pii = {"likelihood": True, "pii_types": ["email"], "max_new_tokens": 20, "soft_prompt": True,
-           "soft_prompt_steps": 10}
+    # CI time: the email field at the twin level (name only: ProPILE Sec. 3.1's first association
+    # level, 4 templates) for 6 subjects, 9 distractors per likelihood probe (chance 0.1); the
+    # likelihood ranks were most of this test's time (20 candidates x 7 templates x 2 models)
+    pii = {"likelihood": True, "pii_types": ["email"], "levels": [1], "num_candidates": 9,
+           "max_new_tokens": 20, "soft_prompt": True, "soft_prompt_steps": 10}
     spec = real_audit_spec(real_setup, tmp_path / "run", pii=pii)
     results = {r.attack: r for r in run_audit(spec)}
     m = results["pii"].metrics
     top1, base_top1 = m["likelihood_top1_rate"], m["likelihood_top1_rate_baseline"]
-    # Point estimates only: on 6 subjects the subject-clustered intervals of top-1 overlap (seen:
-    # 41 vs 22 of the same 78 probes; the base ranks name-shaped emails first). The separated
-    # figures are the full recipe's (benchmarks/bench_real_lora.py, RESULTS.md "Real LoRA").
+    # Likelihood top-1 by point estimate only: on 6 subjects its subject-clustered intervals overlap
+    # (seen: 17 vs 12 of the same 24 probes; the base ranks name-shaped emails first).
     assert top1.value > base_top1.value, (top1, base_top1)
-    assert m["exact_match_rate_minus_baseline"].value > 0.0
+    # verbatim, per (subject, field): the paired difference's interval (same probes on both models,
+    # clustered by subject) excludes 0 (seen: 5/6 pairs vs 0/6, difference 0.83 [0.41, 1.0])
+    diff = m["exact_match_rate_minus_baseline"]
+    assert diff.low > 0.0, diff
     assert "soft_prompt_lift" in m  # reported, whatever it is (ProPILE Sec. 3.3)
     auc = results["membership"].metrics["auc"]
     assert auc.low > 0.5, auc
@@ -90,7 +94,8 @@ def test_real_specs_use_the_base_as_baseline_and_reference(tmp_path: Path) -> No
     check_compare_spec(compare, "compare.toml")  # every defense table (LoRA keys included) is valid
     dp = compare.defenses["dp_sgd_subject"]
     assert (dp["target_epsilon"], dp["privacy_unit"], dp["lora"]) == (8.0, "subject", True)
-    assert compare.defenses["federated"]["personal_part"] == "lora"
+    fed = compare.defenses["federated"]
+    assert (fed["personal_part"], fed["shared_part"]) == ("none", "lora")  # FedIT over the frozen base
 
 
 @pytest.mark.slow

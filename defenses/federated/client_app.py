@@ -51,11 +51,13 @@ def personal_adapt(msg: Message, context: Context) -> Message:
     cfg = settings.config
     model, tokenizer = _global_with_personal(settings, client_id, received)
     held = list(partition.heldout_texts)
-    is_personal = personal_parameter_filter(model, cfg.personal_part)
-    for name, p in model.named_parameters():
-        p.requires_grad_(is_personal(name))
-    losses, examples = _fit(model, tokenizer, partition.train_texts, cfg,
-                            cfg.seed + 1009 * client_id + 500 + server_round, 1)
+    losses: list[float] = []
+    if cfg.personal_part != "none":  # nothing personal to fit: the global model is what this client is served
+        is_personal = personal_parameter_filter(model, cfg.personal_part)
+        for name, p in model.named_parameters():
+            p.requires_grad_(is_personal(name))
+        losses, _ = _fit(model, tokenizer, partition.train_texts, cfg,
+                         cfg.seed + 1009 * client_id + 500 + server_round, 1)
     personalized = perplexity(model, tokenizer, held, cfg.batch_size, cfg.max_length)
     plain = detach_personal(model, cfg.personal_part, settings.client_dir(client_id))
     metrics = {"personalized-perplexity": personalized, "num-examples": max(len(held), 1), DP_WEIGHT_KEY: 1,
@@ -80,14 +82,16 @@ def _unpack(msg: Message, context: Context):
 
 def _global_with_personal(settings, client_id: int, received: ArrayRecord):
     """The base architecture holding the received global shared weights plus this client's personal part."""
-    from privaudit.defenses.federated.parameters import attach_personal
+    from privaudit.defenses.federated.parameters import attach_personal, load_shared, with_shared_lora
     from privaudit.defenses.finetune import FinetuneConfig, load_causal_lm, seed_everything
 
     cfg = settings.config
     seed_everything(cfg.seed + 1009 * client_id)  # same initial adapter every run for a client
     model, tokenizer = load_causal_lm(settings.base_dir)
-    model.load_state_dict(received.to_torch_state_dict(), strict=False)
     lora_cfg = FinetuneConfig(lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets)
+    if cfg.shared_lora:  # FedIT: the frozen base with the global adapter the server sent
+        model = with_shared_lora(model, lora_cfg)
+    load_shared(model, received.to_torch_state_dict())
     return attach_personal(model, cfg.personal_part, settings.client_dir(client_id), lora_cfg), tokenizer
 
 

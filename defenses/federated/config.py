@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from privaudit.errors import InputError
 
-PERSONAL_PARTS: tuple[str, ...] = ("lora", "head")
+PERSONAL_PARTS: tuple[str, ...] = ("lora", "head", "none")
+SHARED_PARTS: tuple[str, ...] = ("model", "lora")
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,15 @@ class FederatedConfig:
     `personal_part` never leaves its client.
 
     `personal_part`: "lora" = a per-client LoRA adapter (the whole base model is the shared body);
-    "head" = the last decoder block, final norm and LM head.
+    "head" = the last decoder block, final norm and LM head; "none" = nothing personal.
+    `shared_part`: "model" = every weight outside the personal part is trained and averaged;
+    "lora" = the base stays frozen and one LoRA adapter is what the clients train and FedAvg
+    averages (federated LoRA instruction tuning, FedIT: Zhang et al., ICASSP 2024), which needs
+    `personal_part = "none"`. Why both: FedPer's shared body suits a small model trained from
+    scratch; on a pretrained checkpoint, training and averaging all of its weights at a LoRA
+    learning rate wrecks it (SmolLM2-135M: held-out perplexity 57 -> 524 in one round at 3e-3,
+    benchmarks/RESULTS.md "Real LoRA"), and a frozen base with a shared adapter is how
+    pretrained models are personalized federatedly.
     `clip_norm` turns on Flower's central DP with client-side fixed clipping (DP-FedAvg, McMahan et
     al., "Learning Differentially Private Recurrent Language Models", ICLR 2018): each client's
     update is clipped to this L2 norm before upload (`fixedclipping_mod`), the server averages the
@@ -39,6 +48,7 @@ class FederatedConfig:
     batch_size: int = 16
     max_length: int = 128
     personal_part: str = "lora"
+    shared_part: str = "model"
     lora_r: int = 8
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
@@ -65,6 +75,11 @@ class FederatedConfig:
         if self.personal_part not in PERSONAL_PARTS:
             raise InputError(f"federated: personal_part must be one of {', '.join(PERSONAL_PARTS)}, "
                              f"got '{self.personal_part}'")
+        if self.shared_part not in SHARED_PARTS:
+            raise InputError(f"federated: shared_part must be one of {', '.join(SHARED_PARTS)}, got '{self.shared_part}'")
+        if self.shared_part == "lora" and self.personal_part != "none":
+            raise InputError("federated: shared_part = 'lora' trains and averages the LoRA adapter itself over a frozen "
+                             f"base, so nothing else can be personal: set personal_part = 'none' (got '{self.personal_part}')")
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise InputError(f"federated: clip_norm must be > 0, got {self.clip_norm}")
         if self.noise_multiplier < 0:
@@ -84,6 +99,16 @@ class FederatedConfig:
             raise InputError("federated: root_certificates and insecure exclude each other")
         if self.heldout_docs_per_subject < 0:
             raise InputError(f"federated: heldout_docs_per_subject must be >= 0, got {self.heldout_docs_per_subject}")
+
+    @property
+    def shared_lora(self) -> bool:
+        """The base is frozen and the shared (averaged) part is a LoRA adapter (FedIT)."""
+        return self.shared_part == "lora"
+
+    @property
+    def mode(self) -> str:
+        """The training mode recorded in the defended model (`federated-lora` = FedPer with personal LoRA)."""
+        return f"federated-{self.personal_part}" if self.personal_part != "none" else f"federated-avg-{self.shared_part}"
 
     @property
     def dp(self) -> bool:

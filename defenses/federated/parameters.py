@@ -5,6 +5,9 @@ FedPer (Arivazhagan et al., 2019) splits a model into a shared base and personal
   is saved as a standard PEFT folder, so the personalized target is `hf:GLOBAL:adapter=ADAPTER`.
 - "head": the last decoder block, the final norm and the LM head are personal; the rest is shared.
   The personalized target is a full `hf:` folder (global body + the client's head).
+- "none" with `shared_part = "lora"` (FedIT): the base is frozen and one LoRA adapter is the shared
+  part: every client trains it from the global adapter and FedAvg averages only its tensors. The
+  global model is the base with the averaged adapter merged in, and every client is served it.
 Per-client state lives on disk per client id (not in Flower's `Context`), so it survives ClientApp
 processes, which the SuperNode starts afresh for each message.
 """
@@ -39,14 +42,47 @@ def personal_parameter_filter(model: Any, personal_part: str):
     """A predicate over `named_parameters()` names: True for the personal part."""
     if personal_part == "lora":
         return lambda name: "lora_" in name
+    if personal_part == "none":
+        return lambda name: False
     names = head_parameter_names(model)
     return lambda name: name in names
 
 
-def shared_state(model: Any, personal_part: str) -> dict[str, Any]:
-    """The plain (un-adapted) model's tensors that FedAvg averages, in state-dict order."""
-    personal = head_parameter_names(model) if personal_part == "head" else set()
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in personal}
+def shared_state(model: Any, cfg: Any) -> dict[str, Any]:
+    """The tensors FedAvg averages, in state-dict order: the plain (un-adapted) model's outside the
+    personal part, or with `cfg.shared_lora` the LoRA adapter's alone (the base is frozen)."""
+    state = model.state_dict()
+    if cfg.shared_lora:
+        keep = [k for k in state if "lora_" in k]
+    else:
+        personal = head_parameter_names(model) if cfg.personal_part == "head" else set()
+        keep = [k for k in state if k not in personal]
+    return {k: state[k].detach().cpu().contiguous() for k in keep}
+
+
+def with_shared_lora(model: Any, lora_cfg: Any) -> Any:
+    """The base frozen with a LoRA adapter on top (only the adapter trains): FedIT's client model.
+
+    The adapter's initial values do not matter to a client, which loads the global adapter the
+    server sent; the server seeds the one initial adapter every client starts from.
+    """
+    from privaudit.defenses.finetune import apply_lora
+
+    return apply_lora(model, lora_cfg)
+
+
+def load_shared(model: Any, received: dict[str, Any]) -> None:
+    """Put the received shared tensors into `model`, refusing any that do not belong to it.
+
+    `load_state_dict(strict=False)` alone would skip a tensor whose name does not match (a LoRA key
+    sent to a model without the adapter) and train from the wrong weights without a word.
+    """
+    result = model.load_state_dict(received, strict=False)
+    if result.unexpected_keys:
+        from privaudit.errors import TargetError
+
+        raise TargetError(f"federated: {len(result.unexpected_keys)} received weights do not belong to the client "
+                          f"model (first: {result.unexpected_keys[0]})")
 
 
 def attach_personal(model: Any, personal_part: str, client_dir: Path, lora_cfg: Any) -> Any:
@@ -56,6 +92,8 @@ def attach_personal(model: Any, personal_part: str, client_dir: Path, lora_cfg: 
     parameter is left trainable: the shared body learns locally too, and FedAvg averages it.
     """
     client_dir = Path(client_dir)
+    if personal_part == "none":
+        return model  # nothing personal; what trains is the shared part, as the caller set it up
     if personal_part == "lora":
         adapter = client_dir / ADAPTER_DIR
         if (adapter / "adapter_config.json").is_file():
@@ -80,6 +118,8 @@ def attach_personal(model: Any, personal_part: str, client_dir: Path, lora_cfg: 
 def detach_personal(model: Any, personal_part: str, client_dir: Path) -> Any:
     """Save the personal part under `client_dir` and return the plain model (shared part inside)."""
     client_dir = Path(client_dir)
+    if personal_part == "none":
+        return model
     client_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if personal_part == "lora":
         model.save_pretrained(client_dir / ADAPTER_DIR)

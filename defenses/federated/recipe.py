@@ -1,7 +1,8 @@
 """Federated personalization end to end: partition, run Flower for real, assemble and evaluate the targets.
 
 Output folder layout:
-  global/                 the FedAvg global model (`hf:out/global`)
+  global/                 the FedAvg global model (`hf:out/global`; with shared_part = "lora" the base
+                          with the averaged adapter merged in, the adapter itself in global_adapter/)
   clients/client_K/       client K's personal part: `adapter/` (LoRA) or `model/` (head: a full folder)
   logs/                   superlink.log, supernode_K.log, flwr_run.log
   federated.json          per-client perplexities, rounds completed, train metrics
@@ -23,7 +24,7 @@ from privaudit.defenses.federated.deployment import FlowerDeployment, FlowerProc
 from privaudit.defenses.federated.parameters import ADAPTER_DIR, HEAD_FILE
 from privaudit.defenses.federated.partition import ClientPartition, partition_corpus, write_partitions
 from privaudit.defenses.federated.settings import (
-    GLOBAL_DIR, PARTITIONS_DIR, SERVER_RESULT, SETTINGS_KEY, RunSettings,
+    GLOBAL_ADAPTER_DIR, GLOBAL_DIR, PARTITIONS_DIR, SERVER_RESULT, SETTINGS_KEY, RunSettings,
 )
 from privaudit.defenses.registry import (
     DefendedModel, Defense, DefenseContext, PrivacyReport, TrainingReport, register_defense,
@@ -58,6 +59,7 @@ class FederatedOutcome:
     evaluate_metrics: Mapping[str, Mapping[str, float]]
     seconds: float
     log_dir: Path
+    shared_parameters: int = 0  # the tensors' size FedAvg averaged (what trained, besides personal parts)
 
 
 def write_flower_app(folder: Path, settings_file: Path, dp: bool) -> Path:
@@ -117,7 +119,7 @@ def federate(base: Path, corpus: Any, cfg: FederatedConfig, out_dir: Path,
     if not (base / "config.json").is_file():
         raise InputError(f"{base}: not a model folder (no config.json)")
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for stale in (GLOBAL_DIR, "clients", SERVER_RESULT):  # a rerun starts clean (personal parts included)
+    for stale in (GLOBAL_DIR, GLOBAL_ADAPTER_DIR, "clients", SERVER_RESULT):  # a rerun starts clean (personal parts included)
         path = out_dir / stale
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     partitions = partition_corpus(corpus, cfg.num_clients, cfg.heldout_docs_per_subject)
@@ -153,7 +155,9 @@ def _assemble(base: Path, out_dir: Path, partitions: list[ClientPartition], cfg:
     for p in partitions:
         client_dir = out_dir / "clients" / f"client_{p.client_id}"
         model, _ = load_causal_lm(global_dir)
-        if cfg.personal_part == "lora":
+        if cfg.personal_part == "none":  # every client is served the global model
+            spec = f"hf:{global_dir}"
+        elif cfg.personal_part == "lora":
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, client_dir / ADAPTER_DIR, is_trainable=False)
@@ -174,7 +178,8 @@ def _assemble(base: Path, out_dir: Path, partitions: list[ClientPartition], cfg:
             base_perplexity=perplexity(base_model, tokenizer, held, cfg.batch_size, cfg.max_length)))
     return FederatedOutcome(int(server["rounds_completed"]), f"hf:{global_dir}", tuple(clients),
                             server.get("train_metrics", {}),
-                            server.get("evaluate_metrics", {}), seconds, out_dir / "logs")
+                            server.get("evaluate_metrics", {}), seconds, out_dir / "logs",
+                            int(server.get("shared_parameters", 0)))
 
 
 def _summary_json(outcome: FederatedOutcome) -> dict[str, Any]:
@@ -196,7 +201,9 @@ def _record(name: str, base: Path, corpus: Any, cfg: FederatedConfig, outcome: F
         steps=steps, seconds=round(outcome.seconds, 3), train_loss=float(last.get("train-loss", float("nan"))),
         heldout_perplexity=perplexity(model, tokenizer, heldout, cfg.batch_size, cfg.max_length),
         base_heldout_perplexity=perplexity(base_model, tokenizer, heldout, cfg.batch_size, cfg.max_length),
-        trainable_parameters=int(sum(p.numel() for p in model.parameters())), mode=f"federated-{cfg.personal_part}")
+        # shared LoRA: only the adapter trained; otherwise every weight did (shared body + personal part)
+        trainable_parameters=int(outcome.shared_parameters if cfg.shared_lora else sum(p.numel() for p in model.parameters())),
+        mode=cfg.mode)
     privacy = None
     if cfg.dp and cfg.noise_multiplier > 0:
         privacy = PrivacyReport(

@@ -17,6 +17,7 @@ from privaudit.defenses.federated.config import FederatedConfig
 SETTINGS_KEY = "settings-file"
 SERVER_RESULT = "server_result.json"
 GLOBAL_DIR = "global"
+GLOBAL_ADAPTER_DIR = "global_adapter"  # shared_part = "lora": the averaged adapter (merged into global/)
 PARTITIONS_DIR = "partitions"
 CLIENTS_DIR = "clients"
 DP_WEIGHT_KEY = "dp-weight"  # the constant (1) FedAvg weight every client reports: unweighted averaging under DP
