@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 INITIAL_WINDOW = 16  # slow start begins here (or at the cap, if lower)
 LATENCY_EWMA = 0.1  # weight of a new latency sample in the smoothed latency
@@ -52,9 +52,10 @@ class LimiterStats:
 
 
 class AdaptiveLimiter:
-    """A counting semaphore whose size follows AIMD; `acquire()` before a request, one `on_*` after.
+    """A counting semaphore whose size follows AIMD; `acquire()` (or `try_acquire()`) before a request,
+    one `on_*` after.
 
-    Thread-safe (the transport's pool threads share one). `adaptive=False` keeps the window at the
+    Thread-safe. `adaptive=False` keeps the window at the
     cap: the fixed pool of before, for servers known to take it.
     """
 
@@ -74,10 +75,30 @@ class AdaptiveLimiter:
         self._last_decrease = -1e18
         self._latency: dict[Hashable, tuple[float, float, int]] = {}  # kind -> (best, smoothed, count)
         self._cond = threading.Condition()
+        # Called (under the limiter's lock, in the releasing thread) after every release: how an
+        # asyncio waiter learns a slot is free without polling.
+        self.on_release: Callable[[], None] | None = None
 
     @property
     def window(self) -> int:
         return int(self.stats.window)
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and no Retry-After pause is running; never waits.
+
+        The waiting is the caller's (threads: `acquire`; the asyncio transport: futures woken by
+        `on_release`), so both kinds of client drive the same AIMD state.
+        """
+        with self._cond:
+            return self._take()
+
+    def pause_left(self) -> float:
+        """Seconds until a Retry-After pause ends (0 when none is running)."""
+        return max(0.0, self._pause_until - self._clock())
+
+    def free_slots(self) -> int:
+        """Slots a waiter could take now (ignoring a pause)."""
+        return max(0, int(self.stats.window) - self._in_flight)
 
     def acquire(self, cancel: threading.Event | None = None) -> bool:
         """Wait for a free slot (and any Retry-After pause); False when `cancel` was set meanwhile."""
@@ -85,13 +106,18 @@ class AdaptiveLimiter:
             while True:
                 if cancel is not None and cancel.is_set():
                     return False
+                if self._take():
+                    return True
                 wait = self._pause_until - self._clock()
-                if wait <= 0 and self._in_flight < int(self.stats.window):
-                    break
                 self._cond.wait(timeout=min(0.05, wait) if wait > 0 else 0.05)
-            self._in_flight += 1
-            self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
-            return True
+
+    def _take(self) -> bool:
+        if self._pause_until > self._clock() or self._in_flight >= int(self.stats.window):
+            return False
+        self._in_flight += 1
+        if self._in_flight > self.stats.max_in_flight:
+            self.stats.max_in_flight = self._in_flight
+        return True
 
     def on_success(self, latency_s: float, kind: Hashable = None) -> None:
         """A request answered 2xx after `latency_s`: grow the window, or shrink it if latency rose.
@@ -152,6 +178,8 @@ class AdaptiveLimiter:
     def _release(self) -> None:
         self._in_flight -= 1
         self._cond.notify_all()
+        if self.on_release is not None:
+            self.on_release()
 
     def _decrease(self) -> bool:
         """Halve the window unless it was halved less than one round trip ago (one overload, one cut)."""

@@ -282,3 +282,7 @@ class Transport:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for client in self._clients:
             client.close()
+
+    def map_requests(self, method: str, path: str, payloads: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """One request per payload on the pool (the asyncio transport's interface; for comparison)."""
+        return self.map(lambda p, cancel: self.request(method, path, p, cancel), list(payloads))
