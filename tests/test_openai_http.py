@@ -22,7 +22,6 @@ from privaudit.targets.openai_http import (
     CONNECTION, OVERLOAD_STATUSES, RETRY_STATUSES, THROTTLE_STATUSES, TIMEOUT, Attempt, EndpointHTTPError,
     Exchange, classify, parse_retry_after,
 )
-from privaudit.targets.openai_limiter import AdaptiveLimiter
 
 SECRET = "sk-classify-SECRET-91c2"
 SHOWN = "http://127.0.0.1:9/v1/completions"
@@ -106,16 +105,6 @@ def test_exchange_gives_up_after_the_retry_budget_and_reports_each_attempt_to_th
         raise AssertionError("the third 503 with max_retries=2 must give up")
     assert ex.limiter.stats.throttled == 3 and ex.limiter.free_slots() >= 1  # every slot came back
     assert "Bearer " + SECRET == ex.headers()["Authorization"]
-
-
-def test_try_acquire_respects_the_window_and_the_pause_and_wakes_on_release():
-    lim = AdaptiveLimiter(cap=2, adaptive=False)
-    released = []
-    lim.on_release = lambda: released.append(lim.free_slots())
-    assert lim.try_acquire() and lim.try_acquire() and not lim.try_acquire()
-    lim.on_throttle(retry_after=30.0)
-    assert released == [1] and lim.free_slots() == 1
-    assert not lim.try_acquire() and lim.pause_left() > 29  # a slot is free, but the server said wait
 
 
 def test_one_event_loop_keeps_hundreds_in_flight_without_a_thread_each():

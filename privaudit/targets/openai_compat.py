@@ -6,8 +6,11 @@ Spec: `openai:BASE_URL#MODEL[;api_key_env=VAR][;timeout=S][;max_retries=N][;conc
 AIMD window adapts to the server's push-back (`openai_limiter`), and `client_stats()` reports it.
 
 This module is the Target: capabilities decided at load, generation, chat and scoring mapped onto
-the API. Its parts: `openai_api` (spec options, URLs, request bodies, response checks: no I/O) and
-`openai_transport` (timeouts, retries with backoff, the concurrency pool). The API key is read from
+the API: it builds every request's payload, sends them all through one `Transport.map_requests`
+(payloads in, decoded JSON out) and parses the answers here. Its parts: `openai_api` (spec options,
+URLs, request bodies, response checks: no I/O), `openai_http` (how an attempt is judged: retry,
+backoff, the adaptive window's signals, the give-up error) and `openai_transport` (asyncio +
+aiohttp: one event loop, up to `concurrency` requests in flight). The API key is read from
 the environment variable named by `api_key_env` and lives only in the HTTP client's headers: it is
 never part of the name, repr, fingerprint, an error message, or anything written to disk.
 
@@ -49,7 +52,7 @@ from privaudit.targets.openai_http import (  # noqa: F401
     backoff_delay,
     parse_retry_after,
 )
-from privaudit.targets.openai_aio import Transport
+from privaudit.targets.openai_transport import Transport
 
 _MODEL_INFO_KEYS = MODEL_INFO_KEYS
 SCORING_ATTACKS = (
@@ -74,11 +77,7 @@ class OpenAICompatTarget:
                 raise InputError(
                     f"{self.name}: environment variable {self.options.api_key_env} (api_key_env) is not set or empty"
                 )
-        if os.environ.get("PRIVAUDIT_TRANSPORT") == "threads":  # TEMP measurement switch
-            from privaudit.targets.openai_transport import Transport as Threads
-            self._http = Threads(self.base_url, self.options, key)
-        else:
-            self._http = Transport(self.base_url, self.options, key)
+        self._http = Transport(self.base_url, self.options, key)
         self._model_info: dict[str, Any] | None = None
         self._score_reason = "disabled with score=false" if self.options.score is False else ""
         caps = {GENERATE}

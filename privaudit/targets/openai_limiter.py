@@ -6,8 +6,8 @@ and timeouts. So the `openai:` client adapts the window the way TCP congestion c
 (Jacobson 1988; Chiu & Jain 1989 for why additive-increase/multiplicative-decrease converges to a
 fair, efficient share): it starts small, grows by one request per success until the first sign of
 overload ("slow start", doubling per round trip), then by about one request per round trip; on a
-429/503, a timeout, a dropped connection or latency rising past `latency_factor` times the best
-seen, it halves the window, at most once per round trip (the hundreds of 429s one overload causes
+429/503, a timeout or latency rising past `latency_factor` times the best (a dropped connection is a
+fault, not load), it halves the window, at most once per round trip (the hundreds of 429s one overload causes
 are one signal, not hundreds). A Retry-After pauses every new request until it has passed, not
 only the retry of the request that got it. The window never exceeds `concurrency` (the user's cap)
 and never drops below 1.
@@ -52,10 +52,9 @@ class LimiterStats:
 
 
 class AdaptiveLimiter:
-    """A counting semaphore whose size follows AIMD; `acquire()` (or `try_acquire()`) before a request,
-    one `on_*` after.
+    """A counting semaphore whose size follows AIMD; `try_acquire()` before a request, one `on_*` after.
 
-    Thread-safe. `adaptive=False` keeps the window at the
+    Thread-safe (a lock around every update), though the transport calls it from its event loop only. `adaptive=False` keeps the window at the
     cap: the fixed pool of before, for servers known to take it.
     """
 
@@ -74,7 +73,7 @@ class AdaptiveLimiter:
         self._pause_until = 0.0
         self._last_decrease = -1e18
         self._latency: dict[Hashable, tuple[float, float, int]] = {}  # kind -> (best, smoothed, count)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         # Called (under the limiter's lock, in the releasing thread) after every release: how an
         # asyncio waiter learns a slot is free without polling.
         self.on_release: Callable[[], None] | None = None
@@ -86,10 +85,10 @@ class AdaptiveLimiter:
     def try_acquire(self) -> bool:
         """Take a slot if one is free and no Retry-After pause is running; never waits.
 
-        The waiting is the caller's (threads: `acquire`; the asyncio transport: futures woken by
-        `on_release`), so both kinds of client drive the same AIMD state.
+        The waiting is the caller's: the asyncio transport parks a future and `on_release` wakes it,
+        so the AIMD state machine knows nothing of how its callers wait.
         """
-        with self._cond:
+        with self._lock:
             return self._take()
 
     def pause_left(self) -> float:
@@ -99,17 +98,6 @@ class AdaptiveLimiter:
     def free_slots(self) -> int:
         """Slots a waiter could take now (ignoring a pause)."""
         return max(0, int(self.stats.window) - self._in_flight)
-
-    def acquire(self, cancel: threading.Event | None = None) -> bool:
-        """Wait for a free slot (and any Retry-After pause); False when `cancel` was set meanwhile."""
-        with self._cond:
-            while True:
-                if cancel is not None and cancel.is_set():
-                    return False
-                if self._take():
-                    return True
-                wait = self._pause_until - self._clock()
-                self._cond.wait(timeout=min(0.05, wait) if wait > 0 else 0.05)
 
     def _take(self) -> bool:
         if self._pause_until > self._clock() or self._in_flight >= int(self.stats.window):
@@ -126,7 +114,7 @@ class AdaptiveLimiter:
         generation; the transport passes path and max_tokens): latency rises against the best seen
         for the same kind, and kind None (load-time requests) never counts.
         """
-        with self._cond:
+        with self._lock:
             self._release()
             s = self.stats
             s.requests += 1
@@ -151,7 +139,7 @@ class AdaptiveLimiter:
 
     def on_throttle(self, retry_after: float | None = None) -> None:
         """The server said 429/503 (optionally with Retry-After): halve the window, pause new requests."""
-        with self._cond:
+        with self._lock:
             self._release()
             self.stats.requests += 1
             self.stats.throttled += 1
@@ -162,7 +150,7 @@ class AdaptiveLimiter:
 
     def on_failure(self) -> None:
         """A timeout or broken connection: overload looks like this too, so back off the same way."""
-        with self._cond:
+        with self._lock:
             self._release()
             self.stats.requests += 1
             self.stats.failures += 1
@@ -171,13 +159,12 @@ class AdaptiveLimiter:
 
     def on_other(self) -> None:
         """Any other answer (a 4xx, an unexpected 5xx): the slot is free, the window unchanged."""
-        with self._cond:
+        with self._lock:
             self._release()
             self.stats.requests += 1
 
     def _release(self) -> None:
         self._in_flight -= 1
-        self._cond.notify_all()
         if self.on_release is not None:
             self.on_release()
 
