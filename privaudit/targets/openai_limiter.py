@@ -74,7 +74,7 @@ class AdaptiveLimiter:
         self._last_decrease = -1e18
         self._latency: dict[Hashable, tuple[float, float, int]] = {}  # kind -> (best, smoothed, count)
         self._lock = threading.Lock()
-        # Called (under the limiter's lock, in the releasing thread) after every release: how an
+        # Called (in the releasing thread, after the window's update) at every release: how an
         # asyncio waiter learns a slot is free without polling.
         self.on_release: Callable[[], None] | None = None
 
@@ -115,56 +115,63 @@ class AdaptiveLimiter:
         for the same kind, and kind None (load-time requests) never counts.
         """
         with self._lock:
-            self._release()
-            s = self.stats
-            s.requests += 1
-            if kind is not None:
-                best, smooth, count = self._latency.get(kind, (latency_s, latency_s, 0))
-                best = min(best, latency_s)
-                smooth = (1 - LATENCY_EWMA) * smooth + LATENCY_EWMA * latency_s
-                s.min_latency_s, s.smoothed_latency_s = best, smooth
-                if (self.adaptive and self.latency_factor > 0 and count > 4 * s.window
-                        and smooth > self.latency_factor * best):
-                    if self._decrease():
-                        s.latency_decreases += 1
-                        smooth = best * self.latency_factor * 0.9  # one signal per rise, not one per request
-                    self._latency[kind] = (best, smooth, count + 1)
-                    return
+            self._in_flight -= 1
+            self._on_answer(latency_s, kind)
+        self._notify()
+
+    def _on_answer(self, latency_s: float, kind: Hashable) -> None:
+        s = self.stats
+        s.requests += 1
+        if kind is not None:
+            best, smooth, count = self._latency.get(kind, (latency_s, latency_s, 0))
+            best = min(best, latency_s)
+            smooth = (1 - LATENCY_EWMA) * smooth + LATENCY_EWMA * latency_s
+            s.min_latency_s, s.smoothed_latency_s = best, smooth
+            if (self.adaptive and self.latency_factor > 0 and count > 4 * s.window
+                    and smooth > self.latency_factor * best):
+                if self._decrease():
+                    s.latency_decreases += 1
+                    smooth = best * self.latency_factor * 0.9  # one signal per rise, not one per request
                 self._latency[kind] = (best, smooth, count + 1)
-            if not self.adaptive:
                 return
-            grow = 1.0 if self._slow_start else 1.0 / max(1.0, s.window)
-            s.window = min(float(self.cap), s.window + grow)
-            s.max_window = max(s.max_window, int(s.window))
+            self._latency[kind] = (best, smooth, count + 1)
+        if not self.adaptive:
+            return
+        grow = 1.0 if self._slow_start else 1.0 / max(1.0, s.window)
+        s.window = min(float(self.cap), s.window + grow)
+        s.max_window = max(s.max_window, int(s.window))
 
     def on_throttle(self, retry_after: float | None = None) -> None:
         """The server said 429/503 (optionally with Retry-After): halve the window, pause new requests."""
         with self._lock:
-            self._release()
+            self._in_flight -= 1
             self.stats.requests += 1
             self.stats.throttled += 1
             if retry_after:
                 self._pause_until = max(self._pause_until, self._clock() + retry_after)
             if self.adaptive:
                 self._decrease()
+        self._notify()
 
     def on_failure(self) -> None:
         """A timeout or broken connection: overload looks like this too, so back off the same way."""
         with self._lock:
-            self._release()
+            self._in_flight -= 1
             self.stats.requests += 1
             self.stats.failures += 1
             if self.adaptive:
                 self._decrease()
+        self._notify()
 
     def on_other(self) -> None:
         """Any other answer (a 4xx, an unexpected 5xx): the slot is free, the window unchanged."""
         with self._lock:
-            self._release()
+            self._in_flight -= 1
             self.stats.requests += 1
+        self._notify()
 
-    def _release(self) -> None:
-        self._in_flight -= 1
+    def _notify(self) -> None:
+        """After a release and the window's update (outside the lock): let a waiter take the slot."""
         if self.on_release is not None:
             self.on_release()
 
