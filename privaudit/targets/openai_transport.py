@@ -113,6 +113,7 @@ class Transport:
         self.exchange = Exchange(base_url, options, api_key)
         self.where = self.exchange.where
         self.limiter = self.exchange.limiter
+        self._shown: dict[str, str] = {}
         self._state = _Loop()
         self._finalizer = weakref.finalize(self, self._state.shutdown)
         self._state.call(self._open())
@@ -171,7 +172,7 @@ class Transport:
         import aiohttp
 
         url = self.base_url + path
-        shown = redact_url(url)
+        shown = self._shown.get(url) or self._shown.setdefault(url, redact_url(url))  # 3% of the CPU if per request
         body = None if payload is None else json.dumps(payload).encode()
         headers = JSON_HEADERS if body is not None else None
         kind = request_kind(path, payload)
