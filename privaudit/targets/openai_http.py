@@ -135,7 +135,7 @@ def classify(attempt: Attempt, *, method: str, shown: str, attempts: int, where:
 def _decoded(attempt: Attempt, shown: str, attempts: int, where: str) -> Verdict:
     try:
         data = json.loads(attempt.body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: hostile nesting
         at = f" at char {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
         return Verdict("success", fatal=TargetError(
             f"{where}: {shown} returned malformed JSON (HTTP {attempt.status}, {len(attempt.body)} bytes, "
