@@ -30,11 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_TEMPLATES = ("email-twin-1", "email-twin-2", "email-twin-3")
 TEMPLATES = ALL_TEMPLATES  # --templates N keeps the first N
+# Prompts per level = 32 x the concurrency cap (at least): slow start (window 16, doubling per round
+# trip) and the tail then take a small share of the wall time, so the rate is the steady state.
+PROMPTS_PER_SLOT = 32
 
 
 def start_server(latency: float, cap: int, error_rate: float, drop_rate: float) -> tuple[subprocess.Popen, int]:
@@ -46,13 +50,18 @@ def start_server(latency: float, cap: int, error_rate: float, drop_rate: float) 
 
 
 def server_stats(port: int) -> dict:
-    import httpx
-
-    return httpx.get(f"http://127.0.0.1:{port}/stats").json()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=30) as resp:
+        return json.loads(resp.read())
 
 
 def scaling(concurrencies: list[int], prompts_per_level: int, latency: float, cap: int) -> list[dict]:
-    """Client throughput at each concurrency cap (no faults), in this process."""
+    """Client throughput at each concurrency cap (no faults), in this process, in the steady state.
+
+    Each level first sends 4 x concurrency prompts untimed (slow start takes the window from 16 to the
+    cap; the target keeps its window between calls), then times `max(prompts_per_level,
+    PROMPTS_PER_SLOT x concurrency)` prompts, so slow start is not in the rate and the tail (the last
+    round trip, partly empty) is at most 1/32 of it.
+    """
     from privaudit.targets.base import GenerationConfig, load_target
 
     proc, port = start_server(latency, cap, 0.0, 0.0)
@@ -62,7 +71,8 @@ def scaling(concurrencies: list[int], prompts_per_level: int, latency: float, ca
         for conc in concurrencies:
             target = load_target(f"openai:http://127.0.0.1:{port}/v1#loadtest;concurrency={conc};score=false;"
                                  "backoff=0.05;latency_factor=0")
-            n = max(prompts_per_level, conc * 8)
+            target.generate([f"warm-up {conc} {i}" for i in range(4 * conc)], cfg)  # untimed: slow start
+            n = max(prompts_per_level, conc * PROMPTS_PER_SLOT)
             prompts = [f"scaling {conc} prompt {i}" for i in range(n)]
             before = server_stats(port)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -71,23 +81,25 @@ def scaling(concurrencies: list[int], prompts_per_level: int, latency: float, ca
             after = server_stats(port)
             stats = target.client_stats()
             target.close()
-            rows.append({"concurrency": conc, "prompts": n, "answered": len(out), "wall_s": wall,
-                         "rate": n / wall, "cpu_ms": 1000 * cpu / n, "settled": stats["settled_concurrency"], "max_in_flight": stats["max_in_flight"],
+            rows.append({"concurrency": conc, "prompts": n, "wall_s": wall, "rate": n / wall,
+                         "cpu_ms": 1000 * cpu / n, "latency_ms": 1000 * (stats["smoothed_latency_s"] or 0.0),
+                         "settled": stats["settled_concurrency"], "max_in_flight": stats["max_in_flight"],
                          "server_429": after["throttled"] - before["throttled"],
-                         "failed": n - sum(1 for o in out if o and o[0])})
+                         "failed": n - sum(1 for o in out if o and o[0]), "load": os.getloadavg()[0]})
+            print(f"  {rows[-1]}", flush=True)
     finally:
         proc.terminate()
         proc.wait()
-    base = rows[0]["rate"]
-    print(f"\nclient throughput vs concurrency (server latency {latency * 1000:.0f} ms, server cap {cap})")
-    print("| concurrency cap | prompts | rate (prompts/s) | vs first | ideal | client CPU ms/prompt | settled window | "
-          "max in flight | 429s | failed |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    base = rows[0]
+    print(f"\nclient throughput vs concurrency, steady state (server latency {latency * 1000:.0f} ms, server cap {cap})")
+    print("| concurrency cap | prompts | wall (s) | rate (prompts/s) | vs first | ideal | client CPU ms/prompt | "
+          "latency seen (ms) | settled window | max in flight | 429s | failed | load (1 min) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        ideal = min(r["concurrency"], cap) / min(rows[0]["concurrency"], cap)
-        print(f"| {r['concurrency']} | {r['prompts']} | {r['rate']:.1f} | {r['rate'] / base:.1f}x | {ideal:.0f}x | "
-              f"{r['cpu_ms']:.2f} | "
-              f"{r['settled']} | {r['max_in_flight']} | {r['server_429']} | {r['failed']} |")
+        ideal = min(r["concurrency"], cap) / min(base["concurrency"], cap)
+        print(f"| {r['concurrency']} | {r['prompts']} | {r['wall_s']:.1f} | {r['rate']:.1f} | "
+              f"{r['rate'] / base['rate']:.1f}x | {ideal:.0f}x | {r['cpu_ms']:.2f} | {r['latency_ms']:.0f} | "
+              f"{r['settled']} | {r['max_in_flight']} | {r['server_429']} | {r['failed']} | {r['load']:.2f} |")
     return rows
 
 
@@ -216,7 +228,7 @@ BIAS_PERSONAS = ["gender_man", "gender_woman", "age_teenager", "gender_nonbinary
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scaling", default="4,32,128,256,512", help="concurrency caps for the client-only part ('' skips)")
-    ap.add_argument("--scaling-prompts", type=int, default=512)
+    ap.add_argument("--scaling-prompts", type=int, default=256)
     ap.add_argument("--sizes", default="1000,10000,100000", help="subjects per audit ('' skips)")
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=2048, help="probes per target call (the run's --batch-size)")
@@ -226,9 +238,6 @@ def main() -> None:
     ap.add_argument("--error-rate", type=float, default=0.025)
     ap.add_argument("--drop-rate", type=float, default=0.025)
     ap.add_argument("--templates", type=int, default=3, help="probes per subject (email twin templates, 1-3)")
-    ap.add_argument("--per-client", type=int, default=0,
-                    help="threads per httpx client in the scaling part (default: the transport's "
-                         "CONNECTIONS_PER_CLIENT; a huge value = one client for every thread, the old client)")
     ap.add_argument("--bias", action="store_true", help="also run the bias attack through the server")
     ap.add_argument("--bias-personas", type=int, default=3)
     ap.add_argument("--bias-items", type=int, default=4, help="the bias attack's max_items (per item set)")
@@ -237,10 +246,6 @@ def main() -> None:
     global TEMPLATES
     TEMPLATES = ALL_TEMPLATES[: max(1, min(3, args.templates))]
     print(f"load average at start: {os.getloadavg()}, cpus: {os.cpu_count()}")
-    if args.per_client:
-        from privaudit.targets import openai_transport
-
-        openai_transport.CONNECTIONS_PER_CLIENT = args.per_client
     if args.scaling:
         scaling([int(x) for x in args.scaling.split(",")], args.scaling_prompts, args.latency, args.cap)
     if args.sizes:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from privaudit.targets.openai_limiter import AdaptiveLimiter
@@ -21,7 +19,7 @@ def fill(lim: AdaptiveLimiter) -> int:
     """Acquire every free slot without blocking; returns how many."""
     n = 0
     while lim._in_flight < lim.window:  # noqa: SLF001 - the test drives the window directly
-        assert lim.acquire()
+        assert lim.try_acquire()
         n += 1
     return n
 
@@ -45,14 +43,14 @@ def test_throttle_halves_once_per_round_trip_then_grows_additively():
     for _ in range(31):
         lim.on_success(0.2, kind="gen")
     assert lim.window == 63
-    assert lim.acquire()
+    assert lim.try_acquire()
     lim.on_throttle()
     lim.on_throttle()  # the same overload, within one round trip: one cut
     assert lim.window == 31 and lim.stats.decreases == 1 and lim.stats.throttled == 2
     clock.now += 1.0
     before = lim.window
     for _ in range(before):  # one window of successes: + about one request (additive increase)
-        assert lim.acquire()
+        assert lim.try_acquire()
         lim.on_success(0.2, kind="gen")
     assert lim.window == before + 1
 
@@ -63,12 +61,12 @@ def test_window_never_exceeds_the_cap_nor_drops_below_one():
     assert lim.window == 3
     for _ in range(20):
         clock.now += 10
-        assert lim.acquire()
+        assert lim.try_acquire()
         lim.on_throttle()
     assert lim.window == 1
     lim2 = AdaptiveLimiter(cap=5, initial=5)
     for _ in range(50):
-        assert lim2.acquire()
+        assert lim2.try_acquire()
         lim2.on_success(0.01, kind="gen")
     assert lim2.window == 5
 
@@ -76,7 +74,7 @@ def test_window_never_exceeds_the_cap_nor_drops_below_one():
 def test_not_adaptive_keeps_the_cap_whatever_the_server_says():
     lim = AdaptiveLimiter(cap=8, adaptive=False)
     for _ in range(5):
-        assert lim.acquire()
+        assert lim.try_acquire()
         lim.on_throttle()
     assert lim.window == 8 and lim.stats.throttled == 5
 
@@ -84,43 +82,37 @@ def test_not_adaptive_keeps_the_cap_whatever_the_server_says():
 def test_retry_after_pauses_every_new_request():
     clock = Clock()
     lim = AdaptiveLimiter(cap=4, clock=clock)
-    assert lim.acquire()
+    assert lim.try_acquire()
     lim.on_throttle(retry_after=5.0)
-    got = []
-    worker = threading.Thread(target=lambda: got.append(lim.acquire()))
-    worker.start()
-    worker.join(0.3)
-    assert worker.is_alive() and not got  # paused although slots are free
+    assert not lim.try_acquire() and lim.free_slots() >= 1  # paused although slots are free
+    assert lim.pause_left() == 5.0
     clock.now = 5.1
-    worker.join(2)
-    assert got == [True]
+    assert lim.try_acquire()
 
 
-def test_cancel_releases_a_waiting_acquire():
-    lim = AdaptiveLimiter(cap=1)
-    assert lim.acquire()
-    cancel = threading.Event()
-    got = []
-    worker = threading.Thread(target=lambda: got.append(lim.acquire(cancel)))
-    worker.start()
-    cancel.set()
-    worker.join(2)
-    assert got == [False]
+def test_every_release_tells_the_waiting_side_how_many_slots_are_free():
+    lim = AdaptiveLimiter(cap=2, adaptive=False)
+    seen = []
+    lim.on_release = lambda: seen.append(lim.free_slots())
+    assert lim.try_acquire() and lim.try_acquire() and not lim.try_acquire()
+    lim.on_success(0.1, kind="gen")
+    lim.on_other()
+    assert seen == [1, 2]
 
 
 def test_rising_latency_of_one_kind_backs_off_and_load_requests_do_not_count():
     clock = Clock()
     lim = AdaptiveLimiter(cap=16, initial=4, latency_factor=3.0, clock=clock)
-    assert lim.acquire()
+    assert lim.try_acquire()
     lim.on_success(0.001, kind=None)  # GET /v1/models at load: no latency baseline
     for _ in range(40):
-        assert lim.acquire()
+        assert lim.try_acquire()
         lim.on_success(0.2, kind="gen")
     assert lim.stats.latency_decreases == 0
     peak = lim.window
     for _ in range(60):
         clock.now += 1
-        assert lim.acquire()
+        assert lim.try_acquire()
         lim.on_success(2.0, kind="gen")  # ten times the best latency: the server is queueing
     assert lim.stats.latency_decreases >= 1 and lim.window < peak
 

@@ -24,7 +24,7 @@ class EndpointOptions:
     """The `;key=value` options of an openai: spec, validated."""
 
     api_key_env: str | None = None
-    timeout: float = 60.0  # seconds per request (read/write/pool); connect is capped at 10 s
+    timeout: float = 60.0  # seconds per attempt in all (connect, send, the answer); connect alone is capped at 10 s
     max_retries: int = 3  # retries after the first attempt, so at most max_retries + 1 requests
     concurrency: int = 4  # the most requests in flight at once (the adaptive window's cap)
     adaptive: bool = True  # AIMD window below the cap (openai_limiter); false = always the cap

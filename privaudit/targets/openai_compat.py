@@ -6,8 +6,11 @@ Spec: `openai:BASE_URL#MODEL[;api_key_env=VAR][;timeout=S][;max_retries=N][;conc
 AIMD window adapts to the server's push-back (`openai_limiter`), and `client_stats()` reports it.
 
 This module is the Target: capabilities decided at load, generation, chat and scoring mapped onto
-the API. Its parts: `openai_api` (spec options, URLs, request bodies, response checks: no I/O) and
-`openai_transport` (timeouts, retries with backoff, the concurrency pool). The API key is read from
+the API: it builds every request's payload, sends them all through one `Transport.map_requests`
+(payloads in, decoded JSON out) and parses the answers here. Its parts: `openai_api` (spec options,
+URLs, request bodies, response checks: no I/O), `openai_http` (how an attempt is judged: retry,
+backoff, the adaptive window's signals, the give-up error) and `openai_transport` (asyncio +
+aiohttp: one event loop, up to `concurrency` requests in flight). The API key is read from
 the environment variable named by `api_key_env` and lives only in the HTTP client's headers: it is
 never part of the name, repr, fingerprint, an error message, or anything written to disk.
 
@@ -23,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from typing import Any, Mapping, Sequence
 
 from privaudit.errors import CapabilityError, InputError, TargetError
@@ -44,16 +46,14 @@ from privaudit.targets.openai_api import (  # noqa: F401  (public names re-expor
     sampling_body,
     split_location,
 )
-from privaudit.targets.openai_transport import (  # noqa: F401
+from privaudit.targets.openai_http import (  # noqa: F401
     RETRY_STATUSES,
-    Cancelled,
     EndpointHTTPError,
-    Transport,
     backoff_delay,
     parse_retry_after,
 )
+from privaudit.targets.openai_transport import Transport
 
-_Cancelled = Cancelled  # old private name
 _MODEL_INFO_KEYS = MODEL_INFO_KEYS
 SCORING_ATTACKS = (
     "the PII likelihood probe (pii true-value vs. candidates), membership inference and canary exposure"
@@ -123,7 +123,7 @@ class OpenAICompatTarget:
 
     def _probe_score(self) -> tuple[bool, str]:
         try:
-            self._score_chunk([("The probe", " works.")], probe=True)
+            self._score_pairs([("The probe", " works.")], 1, probe=True)
         except CapabilityError as exc:
             return False, getattr(exc, "reason", str(exc))
         return True, ""
@@ -138,34 +138,29 @@ class OpenAICompatTarget:
     def generate(self, prompts: Sequence[str], cfg: GenerationConfig) -> list[list[str]]:
         body, n = sampling_body(self.model, cfg)
         chunks = [list(prompts[i : i + self.options.batch]) for i in range(0, len(prompts), self.options.batch)]
-
-        def one(chunk: list[str], cancel: threading.Event) -> list[list[str]]:
-            payload = {**body, "prompt": chunk[0] if len(chunk) == 1 else chunk}
-            data = self._http.request("POST", "/completions", payload, cancel)
+        answers = self._http.map_requests(
+            "POST", "/completions", [{**body, "prompt": chunk[0] if len(chunk) == 1 else chunk} for chunk in chunks])
+        out = []
+        for chunk, data in zip(chunks, answers):
             texts = choice_texts(self._choices(data, len(chunk) * n), self._where, lambda c: c.get("text"))
-            return [texts[i * n : (i + 1) * n] for i in range(len(chunk))]
-
-        out = [row for rows in self._http.map(one, chunks) for row in rows]
+            out.extend(texts[i * n : (i + 1) * n] for i in range(len(chunk)))
         return out if cfg.do_sample else [row * cfg.num_samples for row in out]
 
     def chat(self, conversations: Sequence[Sequence[Message]], cfg: GenerationConfig) -> list[list[str]]:
         if CHAT not in self.capabilities:
             raise CapabilityError(f"target '{self.name}' has chat disabled (chat=false)")
         body, n = sampling_body(self.model, cfg)
-
-        def one(conv: Sequence[Message], cancel: threading.Event) -> list[str]:
-            payload = {**body, "messages": [{"role": m["role"], "content": m["content"]} for m in conv]}
-            try:
-                data = self._http.request("POST", "/chat/completions", payload, cancel)
-            except EndpointHTTPError as exc:
-                if exc.status in (404, 405, 501):
-                    raise CapabilityError(f"{self._where} has no chat endpoint (HTTP {exc.status}); "
-                                          "use raw-completion attacks or chat=false") from None
-                raise
-            return choice_texts(self._choices(data, n), self._where,
-                                lambda c: (c.get("message") or {}).get("content"))
-
-        out = self._http.map(one, list(conversations))
+        payloads = [{**body, "messages": [{"role": m["role"], "content": m["content"]} for m in conv]}
+                    for conv in conversations]
+        try:
+            answers = self._http.map_requests("POST", "/chat/completions", payloads)
+        except EndpointHTTPError as exc:
+            if exc.status in (404, 405, 501):
+                raise CapabilityError(f"{self._where} has no chat endpoint (HTTP {exc.status}); "
+                                      "use raw-completion attacks or chat=false") from None
+            raise
+        out = [choice_texts(self._choices(data, n), self._where, lambda c: (c.get("message") or {}).get("content"))
+               for data in answers]
         return out if cfg.do_sample else [row * cfg.num_samples for row in out]
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
@@ -174,8 +169,7 @@ class OpenAICompatTarget:
         if SCORE not in self.capabilities:
             raise self._no_score(self._score_reason or "no score capability")
         pairs = list(zip(prompts, continuations))
-        chunks = [pairs[i : i + self.options.batch] for i in range(0, len(pairs), self.options.batch)]
-        return [v for vs in self._http.map(lambda ch, cancel: self._score_chunk(ch, cancel=cancel), chunks) for v in vs]
+        return self._score_pairs(pairs, self.options.batch)
 
     def _no_score(self, reason: str) -> CapabilityError:
         err = CapabilityError(f"target '{self.name}' cannot score continuations ({reason}); {SCORING_ATTACKS} "
@@ -183,17 +177,22 @@ class OpenAICompatTarget:
         err.reason = reason  # type: ignore[attr-defined]
         return err
 
-    def _score_chunk(self, pairs: Sequence[tuple[str, str]], cancel: threading.Event | None = None,
-                     probe: bool = False) -> list[float]:
-        fulls = [p + c for p, c in pairs]
+    def _score_pairs(self, pairs: Sequence[tuple[str, str]], batch: int, probe: bool = False) -> list[float]:
+        """Teacher-forced log-probs of each continuation, `batch` pairs per echo+logprobs request."""
+        chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
+        payloads = [echo_logprobs_body(self.model, [p + c for p, c in chunk]) for chunk in chunks]
         try:
-            data = self._http.request("POST", "/completions", echo_logprobs_body(self.model, fulls), cancel)
+            answers = self._http.map_requests("POST", "/completions", payloads)
         except EndpointHTTPError as exc:
             if exc.status in UNSUPPORTED_STATUSES:
                 raise self._no_score(f"the server rejected echo+logprobs with HTTP {exc.status}") from None
             raise
+        return [v for chunk, data in zip(chunks, answers) for v in self._chunk_scores(chunk, data, probe)]
+
+    def _chunk_scores(self, pairs: Sequence[tuple[str, str]], data: Mapping[str, Any], probe: bool) -> list[float]:
         scores = []
-        for (prompt, _), full, choice in zip(pairs, fulls, self._choices(data, len(pairs))):
+        for (prompt, cont), choice in zip(pairs, self._choices(data, len(pairs))):
+            full = prompt + cont
             logprobs = choice.get("logprobs")
             text = choice.get("text")
             if not isinstance(logprobs, Mapping) or not isinstance(text, str) or not text.startswith(full):

@@ -6,8 +6,8 @@ and timeouts. So the `openai:` client adapts the window the way TCP congestion c
 (Jacobson 1988; Chiu & Jain 1989 for why additive-increase/multiplicative-decrease converges to a
 fair, efficient share): it starts small, grows by one request per success until the first sign of
 overload ("slow start", doubling per round trip), then by about one request per round trip; on a
-429/503, a timeout, a dropped connection or latency rising past `latency_factor` times the best
-seen, it halves the window, at most once per round trip (the hundreds of 429s one overload causes
+429/503, a timeout or latency rising past `latency_factor` times the best (a dropped connection is a
+fault, not load), it halves the window, at most once per round trip (the hundreds of 429s one overload causes
 are one signal, not hundreds). A Retry-After pauses every new request until it has passed, not
 only the retry of the request that got it. The window never exceeds `concurrency` (the user's cap)
 and never drops below 1.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 INITIAL_WINDOW = 16  # slow start begins here (or at the cap, if lower)
 LATENCY_EWMA = 0.1  # weight of a new latency sample in the smoothed latency
@@ -52,9 +52,9 @@ class LimiterStats:
 
 
 class AdaptiveLimiter:
-    """A counting semaphore whose size follows AIMD; `acquire()` before a request, one `on_*` after.
+    """A counting semaphore whose size follows AIMD; `try_acquire()` before a request, one `on_*` after.
 
-    Thread-safe (the transport's pool threads share one). `adaptive=False` keeps the window at the
+    Thread-safe (a lock around every update), though the transport calls it from its event loop only. `adaptive=False` keeps the window at the
     cap: the fixed pool of before, for servers known to take it.
     """
 
@@ -73,25 +73,39 @@ class AdaptiveLimiter:
         self._pause_until = 0.0
         self._last_decrease = -1e18
         self._latency: dict[Hashable, tuple[float, float, int]] = {}  # kind -> (best, smoothed, count)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # Called (in the releasing thread, after the window's update) at every release: how an
+        # asyncio waiter learns a slot is free without polling.
+        self.on_release: Callable[[], None] | None = None
 
     @property
     def window(self) -> int:
         return int(self.stats.window)
 
-    def acquire(self, cancel: threading.Event | None = None) -> bool:
-        """Wait for a free slot (and any Retry-After pause); False when `cancel` was set meanwhile."""
-        with self._cond:
-            while True:
-                if cancel is not None and cancel.is_set():
-                    return False
-                wait = self._pause_until - self._clock()
-                if wait <= 0 and self._in_flight < int(self.stats.window):
-                    break
-                self._cond.wait(timeout=min(0.05, wait) if wait > 0 else 0.05)
-            self._in_flight += 1
-            self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
-            return True
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and no Retry-After pause is running; never waits.
+
+        The waiting is the caller's: the asyncio transport parks a future and `on_release` wakes it,
+        so the AIMD state machine knows nothing of how its callers wait.
+        """
+        with self._lock:
+            return self._take()
+
+    def pause_left(self) -> float:
+        """Seconds until a Retry-After pause ends (0 when none is running)."""
+        return max(0.0, self._pause_until - self._clock())
+
+    def free_slots(self) -> int:
+        """Slots a waiter could take now (ignoring a pause)."""
+        return max(0, int(self.stats.window) - self._in_flight)
+
+    def _take(self) -> bool:
+        if self._pause_until > self._clock() or self._in_flight >= int(self.stats.window):
+            return False
+        self._in_flight += 1
+        if self._in_flight > self.stats.max_in_flight:
+            self.stats.max_in_flight = self._in_flight
+        return True
 
     def on_success(self, latency_s: float, kind: Hashable = None) -> None:
         """A request answered 2xx after `latency_s`: grow the window, or shrink it if latency rose.
@@ -100,58 +114,66 @@ class AdaptiveLimiter:
         generation; the transport passes path and max_tokens): latency rises against the best seen
         for the same kind, and kind None (load-time requests) never counts.
         """
-        with self._cond:
-            self._release()
-            s = self.stats
-            s.requests += 1
-            if kind is not None:
-                best, smooth, count = self._latency.get(kind, (latency_s, latency_s, 0))
-                best = min(best, latency_s)
-                smooth = (1 - LATENCY_EWMA) * smooth + LATENCY_EWMA * latency_s
-                s.min_latency_s, s.smoothed_latency_s = best, smooth
-                if (self.adaptive and self.latency_factor > 0 and count > 4 * s.window
-                        and smooth > self.latency_factor * best):
-                    if self._decrease():
-                        s.latency_decreases += 1
-                        smooth = best * self.latency_factor * 0.9  # one signal per rise, not one per request
-                    self._latency[kind] = (best, smooth, count + 1)
-                    return
+        with self._lock:
+            self._in_flight -= 1
+            self._on_answer(latency_s, kind)
+        self._notify()
+
+    def _on_answer(self, latency_s: float, kind: Hashable) -> None:
+        s = self.stats
+        s.requests += 1
+        if kind is not None:
+            best, smooth, count = self._latency.get(kind, (latency_s, latency_s, 0))
+            best = min(best, latency_s)
+            smooth = (1 - LATENCY_EWMA) * smooth + LATENCY_EWMA * latency_s
+            s.min_latency_s, s.smoothed_latency_s = best, smooth
+            if (self.adaptive and self.latency_factor > 0 and count > 4 * s.window
+                    and smooth > self.latency_factor * best):
+                if self._decrease():
+                    s.latency_decreases += 1
+                    smooth = best * self.latency_factor * 0.9  # one signal per rise, not one per request
                 self._latency[kind] = (best, smooth, count + 1)
-            if not self.adaptive:
                 return
-            grow = 1.0 if self._slow_start else 1.0 / max(1.0, s.window)
-            s.window = min(float(self.cap), s.window + grow)
-            s.max_window = max(s.max_window, int(s.window))
+            self._latency[kind] = (best, smooth, count + 1)
+        if not self.adaptive:
+            return
+        grow = 1.0 if self._slow_start else 1.0 / max(1.0, s.window)
+        s.window = min(float(self.cap), s.window + grow)
+        s.max_window = max(s.max_window, int(s.window))
 
     def on_throttle(self, retry_after: float | None = None) -> None:
         """The server said 429/503 (optionally with Retry-After): halve the window, pause new requests."""
-        with self._cond:
-            self._release()
+        with self._lock:
+            self._in_flight -= 1
             self.stats.requests += 1
             self.stats.throttled += 1
             if retry_after:
                 self._pause_until = max(self._pause_until, self._clock() + retry_after)
             if self.adaptive:
                 self._decrease()
+        self._notify()
 
     def on_failure(self) -> None:
         """A timeout or broken connection: overload looks like this too, so back off the same way."""
-        with self._cond:
-            self._release()
+        with self._lock:
+            self._in_flight -= 1
             self.stats.requests += 1
             self.stats.failures += 1
             if self.adaptive:
                 self._decrease()
+        self._notify()
 
     def on_other(self) -> None:
         """Any other answer (a 4xx, an unexpected 5xx): the slot is free, the window unchanged."""
-        with self._cond:
-            self._release()
+        with self._lock:
+            self._in_flight -= 1
             self.stats.requests += 1
+        self._notify()
 
-    def _release(self) -> None:
-        self._in_flight -= 1
-        self._cond.notify_all()
+    def _notify(self) -> None:
+        """After a release and the window's update (outside the lock): let a waiter take the slot."""
+        if self.on_release is not None:
+            self.on_release()
 
     def _decrease(self) -> bool:
         """Halve the window unless it was halved less than one round trip ago (one overload, one cut)."""

@@ -130,21 +130,3 @@ def test_sigkill_mid_run_under_faults_resumes_to_the_uninterrupted_records(tmp_p
     summaries = [json.loads((d / "summary.json").read_text())["results"][0]["metrics"] for d in (out, tmp_path / "reference")]
     assert summaries[0] == summaries[1]
 
-
-def test_many_threads_share_several_connection_pools_and_keep_every_request_in_flight():
-    """One httpx client per CONNECTIONS_PER_CLIENT threads (httpcore's pool lock was the client's
-    bottleneck past 32 in flight, benchmarks/RESULTS.md): 40 in flight reach the server through
-    3 pools, every answer to its own prompt."""
-    from privaudit.targets import openai_transport
-
-    with LoadServer(LoadConfig(latency=0.2, cap=64)) as srv:
-        target = load_target(srv.spec("concurrency=40;score=false;adaptive=false"))
-        try:
-            prompts = [f"pool prompt {i}" for i in range(120)]
-            out = target.generate(prompts, GenerationConfig(max_new_tokens=8))
-            clients = target._http._clients  # type: ignore[attr-defined]
-        finally:
-            target.close()
-        assert out == [_expected(p) for p in prompts]
-        assert len(clients) == -(-40 // openai_transport.CONNECTIONS_PER_CLIENT) == 3
-        assert srv.stats.max_in_flight >= 30  # the pools together keep (about) the cap in flight
