@@ -97,6 +97,14 @@ def run_real_demo(opts: DemoOptions, progress: ProgressReporter | None = None,
     """Train (or reuse) the LoRA recipe, audit it against the base, then compare the defenses on it."""
     progress = progress or ProgressReporter(quiet=True)
     setup = build_real_setup(replace(recipe, seed=opts.seed), progress=progress)
+    spec, spec_path, compare, compare_path = write_real_specs(setup, opts)
+    return audit_with_comparison(spec, spec_path, compare, compare_path, opts.out / COMPARE_LOG, progress)
+
+
+def write_real_specs(setup: PersonalizedSetup, opts: DemoOptions) -> tuple[AuditSpec, Path, CompareSpec, Path]:
+    """audit.toml and compare.toml in `opts.out` (created: unlike the toy demo, the adapter lives in
+    the per-machine cache, so nothing else makes the folder); both are validated before anything runs."""
+    opts.out.mkdir(parents=True, exist_ok=True, mode=0o700)
     spec = real_audit_spec(setup, opts.out / "audit", seed=opts.seed, batch_size=opts.batch_size,
                            show_pii=opts.show_pii)
     spec_path = write_spec(spec, opts.out / "audit.toml")
@@ -104,4 +112,4 @@ def run_real_demo(opts: DemoOptions, progress: ProgressReporter | None = None,
                                 show_pii=opts.show_pii)
     compare_path = write_compare_spec(compare, opts.out / "compare.toml")
     check_compare_spec(compare, str(compare_path))
-    return audit_with_comparison(spec, spec_path, compare, compare_path, opts.out / COMPARE_LOG, progress)
+    return spec, spec_path, compare, compare_path

@@ -119,3 +119,18 @@ def test_dp_sgd_lora_trains_on_real_architecture(tmp_path: Path) -> None:
     target = load_target(record.target_spec)
     (score,) = target.score(["Contact card\nName: Person 1\nEmail:"], [" person1@example.com"])
     assert score < 0.0
+
+
+def test_real_demo_writes_both_specs_into_a_new_folder_and_they_load(tmp_path: Path) -> None:
+    """Regression: `demo --real --out NEW` failed with "audit.toml: No such file or directory" after
+    training, because only the toy demo's setup created the folder."""
+    from privaudit.audit import load_audit_spec
+    from privaudit.compare import load_compare_spec
+    from privaudit.demo import DemoOptions
+    from privaudit.demo_real import write_real_specs
+
+    setup = _unbuilt_setup(tmp_path)
+    opts = DemoOptions(out=tmp_path / "not" / "yet" / "there")
+    spec, spec_path, compare, compare_path = write_real_specs(setup, opts)
+    assert load_audit_spec(spec_path).attacks.keys() == spec.attacks.keys()
+    assert load_compare_spec(compare_path).defenses.keys() == compare.defenses.keys()

@@ -35,8 +35,11 @@ def test_dp_sgd_lora_reaches_chance_and_federated_lora_leaves_no_process(tmp_pat
                               subjects_path=subjects_path, corpus=corpus, corpus_path=corpus_path,
                               base_dir=base_dir, finetuned_spec="")
     spec = real_compare_spec(setup, tmp_path / "compare")
-    spec = replace(spec, defenses={k: spec.defenses[k] for k in ("dp_sgd_subject", "federated")},
-                   attacks={"membership": spec.attacks["membership"]})
+    # the demo's DP-SGD table as is; the federated run for one local epoch (CI time: it is asserted to
+    # complete with real processes, not to leak; the demo's 3 epochs took 145 s here, RESULTS.md)
+    defenses = {"dp_sgd_subject": spec.defenses["dp_sgd_subject"], "federated": {**spec.defenses["federated"],
+                                                                                 "local_epochs": 1}}
+    spec = replace(spec, defenses=defenses, attacks={"membership": spec.attacks["membership"]})
     comparison = run_comparison(spec)
 
     dp = comparison.variants["dp_sgd_subject"]
