@@ -147,6 +147,53 @@ def run_size(work: Path, n: int, port: int, concurrency: int, batch_size: int, b
             "summary_n": metric["n"], "summary_bytes": (out / "summary.json").stat().st_size}
 
 
+def _records(out: Path) -> tuple[dict[str, str], int]:
+    """Each stored record by its probe key (as canonical JSON) and the number of lines stored."""
+    records: dict[str, str] = {}
+    lines = 0
+    with open(out / "results.jsonl", "rb") as fh:
+        for raw in fh:
+            lines += 1
+            row = json.loads(raw)
+            records[row["key"]] = json.dumps(row, sort_keys=True)
+    return records, lines
+
+
+def kill_and_resume(work: Path, n: int, port: int, fraction: float) -> dict:
+    """SIGKILL `privaudit run` of size `n` once `fraction` of its probes are stored, resume it, and
+    compare the records and the summary's metrics with the uninterrupted run of `run_size` (same
+    audit.toml; the load-test server's completions are a function of the prompt, faults included)."""
+    import signal
+
+    audit, done, out = work / f"audit_{n}.toml", work / f"run_{n}", work / f"run_{n}_killed"
+    expected = n * len(TEMPLATES)
+    cmd = [sys.executable, "-m", "privaudit.cli", "--quiet", "run", str(audit), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--fresh"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    stored = 0
+    while proc.poll() is None:
+        try:
+            with open(out / "results.jsonl", "rb") as fh:
+                stored = sum(1 for _ in fh)
+        except FileNotFoundError:
+            stored = 0
+        if stored >= fraction * expected:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        raise SystemExit(f"size {n}: the run ended ({proc.returncode}) before {fraction:.0%} of its probes were stored")
+    t0 = time.perf_counter()
+    resumed = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, text=True)
+    if resumed.returncode != 0:
+        raise SystemExit(f"size {n}: the resumed run failed ({resumed.returncode}): {resumed.stderr[-2000:]}")
+    (want, _), (got, lines) = _records(done), _records(out)
+    metrics = [json.loads((d / "summary.json").read_text())["results"][0]["metrics"] for d in (done, out)]
+    return {"subjects": n, "killed_at_records": stored, "resume_s": time.perf_counter() - t0,
+            "lost": expected - len(got), "duplicated": lines - len(got), "records_identical": got == want,
+            "metrics_identical": metrics[0] == metrics[1]}
+
+
 def sizes(ns: list[int], a: argparse.Namespace, work: Path) -> list[dict]:
     concurrency, batch_size, latency, cap = a.concurrency, a.batch_size, a.latency, a.cap
     error_rate, drop_rate = a.error_rate, a.drop_rate
@@ -156,6 +203,7 @@ def sizes(ns: list[int], a: argparse.Namespace, work: Path) -> list[dict]:
         for n in ns:
             rows.append(run_size(work, n, port, concurrency, batch_size, a.batch))
             print(f"  done {n} subjects: {rows[-1]}", flush=True)
+        kills = [kill_and_resume(work, n, port, a.kill_at) for n in ns] if a.kill_at else []
         stats = server_stats(port)
     finally:
         proc.terminate()
@@ -172,6 +220,13 @@ def sizes(ns: list[int], a: argparse.Namespace, work: Path) -> list[dict]:
               f"{r['settled']} / "
               f"{r['max_in_flight']} | {r['lost']} | {r['duplicated']} | {r['peak_rss_mib']:.0f} | "
               f"{r['peak_rss_mib'] / base:.2f}x |")
+    if kills:
+        print(f"\nkill -9 once {a.kill_at:.0%} of the probes are stored, then resume (same server and faults)")
+        print("| subjects | killed at (records) | resume (s) | lost | duplicated | records identical | metrics identical |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for k in kills:
+            print(f"| {k['subjects']:,} | {k['killed_at_records']:,} | {k['resume_s']:.1f} | {k['lost']} | "
+                  f"{k['duplicated']} | {k['records_identical']} | {k['metrics_identical']} |")
     print(f"server saw: {stats}")
     return rows
 
@@ -238,6 +293,9 @@ def main() -> None:
     ap.add_argument("--error-rate", type=float, default=0.025)
     ap.add_argument("--drop-rate", type=float, default=0.025)
     ap.add_argument("--templates", type=int, default=3, help="probes per subject (email twin templates, 1-3)")
+    ap.add_argument("--kill-at", type=float, default=0.0,
+                    help="after each size, rerun it, SIGKILL it once this share of probes is stored, resume, "
+                         "and compare with the uninterrupted run (0 = skip)")
     ap.add_argument("--bias", action="store_true", help="also run the bias attack through the server")
     ap.add_argument("--bias-personas", type=int, default=3)
     ap.add_argument("--bias-items", type=int, default=4, help="the bias attack's max_items (per item set)")

@@ -31,8 +31,9 @@ from privaudit.progress import ProgressReporter
 REAL_THRESHOLDS = {"pii.exact_match_rate": "<= 0.05", "membership.auc": "<= 0.6"}
 # The probes that separate a 3-epoch LoRA from its base on 2 cores: every standard PII field by
 # template and by likelihood (the truth ranked among 19 same-type distractors), and a soft prompt
-# trained briefly (each step back-propagates through the frozen 135M model).
-REAL_PII: dict[str, Any] = {"likelihood": True, "soft_prompt": True, "soft_prompt_steps": 40,
+# trained briefly (each step back-propagates through the frozen 135M model for every known subject's
+# prompts: 40 steps ran past 6 minutes on 2 cores, so 10, as the CI test uses).
+REAL_PII: dict[str, Any] = {"likelihood": True, "soft_prompt": True, "soft_prompt_steps": 10,
                             "pii_types": ["email", "phone", "address"], "max_new_tokens": 24}
 REAL_MEMBERSHIP: dict[str, Any] = {"canaries": False, "bootstrap": 500}
 REAL_DP_EPSILON = 8.0
