@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 
@@ -61,15 +62,10 @@ def test_dp_sgd_lora_reaches_chance_and_federated_lora_leaves_no_process(tmp_pat
     pids = [int(line.split()[0]) for line in (fed.out_dir / "logs" / "pids.txt").read_text().splitlines()]
     assert len(pids) == 1 + 2  # the SuperLink and both SuperNodes ran as processes
     assert not any(group_alive(pid) for pid in pids)
-    assert pd_notna(table.loc["federated", "membership.auc"])
+    assert pd.notna(table.loc["federated", "membership.auc"])
     assert fed.training.mode == "federated-avg-lora"  # only the shared adapter trained, over the frozen base
     assert fed.training.trainable_parameters < 0.05 * 134_515_008
     print(f"federated LoRA: {fed.training.seconds:.0f} s, held-out perplexity {fed.training.base_heldout_perplexity:.1f}"
           f" (base) -> {fed.training.heldout_perplexity:.1f}; membership AUC "
           f"{table.loc['federated', 'membership.auc']:.2f}")
 
-
-def pd_notna(value: object) -> bool:
-    import pandas as pd
-
-    return bool(pd.notna(value))

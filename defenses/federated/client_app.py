@@ -82,15 +82,15 @@ def _unpack(msg: Message, context: Context):
 
 def _global_with_personal(settings, client_id: int, received: ArrayRecord):
     """The base architecture holding the received global shared weights plus this client's personal part."""
-    from privaudit.defenses.federated.parameters import attach_personal, load_shared, with_shared_lora
-    from privaudit.defenses.finetune import FinetuneConfig, load_causal_lm, seed_everything
+    from privaudit.defenses.federated.parameters import attach_personal, load_shared
+    from privaudit.defenses.finetune import FinetuneConfig, apply_lora, load_causal_lm, seed_everything
 
     cfg = settings.config
     seed_everything(cfg.seed + 1009 * client_id)  # same initial adapter every run for a client
     model, tokenizer = load_causal_lm(settings.base_dir)
     lora_cfg = FinetuneConfig(lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets)
     if cfg.shared_lora:  # FedIT: the frozen base with the global adapter the server sent
-        model = with_shared_lora(model, lora_cfg)
+        model = apply_lora(model, lora_cfg)  # only the adapter trains; its init is replaced by the global one
     load_shared(model, received.to_torch_state_dict())
     return attach_personal(model, cfg.personal_part, settings.client_dir(client_id), lora_cfg), tokenizer
 

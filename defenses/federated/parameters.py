@@ -60,17 +60,6 @@ def shared_state(model: Any, cfg: Any) -> dict[str, Any]:
     return {k: state[k].detach().cpu().contiguous() for k in keep}
 
 
-def with_shared_lora(model: Any, lora_cfg: Any) -> Any:
-    """The base frozen with a LoRA adapter on top (only the adapter trains): FedIT's client model.
-
-    The adapter's initial values do not matter to a client, which loads the global adapter the
-    server sent; the server seeds the one initial adapter every client starts from.
-    """
-    from privaudit.defenses.finetune import apply_lora
-
-    return apply_lora(model, lora_cfg)
-
-
 def load_shared(model: Any, received: dict[str, Any]) -> None:
     """Put the received shared tensors into `model`, refusing any that do not belong to it.
 

@@ -27,18 +27,18 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    from privaudit.defenses.federated.parameters import load_shared, shared_state, with_shared_lora
+    from privaudit.defenses.federated.parameters import load_shared, shared_state
     from privaudit.defenses.federated.settings import (
         DP_WEIGHT_KEY, GLOBAL_ADAPTER_DIR, GLOBAL_DIR, SERVER_RESULT, RunSettings,
     )
-    from privaudit.defenses.finetune import FinetuneConfig, load_causal_lm, seed_everything
+    from privaudit.defenses.finetune import FinetuneConfig, apply_lora, load_causal_lm, seed_everything
 
     settings = RunSettings.from_run_config(context.run_config)
     cfg = settings.config
     model, tokenizer = load_causal_lm(settings.base_dir)
     if cfg.shared_lora:  # FedIT: the one initial adapter every client starts from, seeded
         seed_everything(cfg.seed)
-        model = with_shared_lora(model, FinetuneConfig(lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+        model = apply_lora(model, FinetuneConfig(lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                        lora_targets=cfg.lora_targets))
     initial = ArrayRecord(shared_state(model, cfg))
     n, m = cfg.num_clients, cfg.sampled_clients
