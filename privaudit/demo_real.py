@@ -85,8 +85,12 @@ def real_compare_spec(setup: PersonalizedSetup, out: Path, *, seed: int = 0, bat
     installed = set(available_defenses())
     defenses = {v: t for v, t in wanted.items() if t.get("defense", v) in installed}
     known = set(available_attacks())
-    # membership with the base as reference model, as in the audit (the strongest signal there)
-    attacks = {k: dict(v) for k, v in {"pii": {"likelihood": True, "pii_types": ["email"], "max_new_tokens": 24},
+    # PII probes ask about the adapter's training subjects, as in the audit: the held-out half has
+    # nothing to leak, and probing it doubled the likelihood ranks (the comparison's longest step)
+    # while diluting every variant's rate. Membership with the base as reference model, as in the audit.
+    pii = {"subjects": str(train_subjects_path(setup.root)), "likelihood": True, "pii_types": ["email"],
+           "max_new_tokens": 24}
+    attacks = {k: dict(v) for k, v in {"pii": pii,
                                        "membership": {**REAL_MEMBERSHIP, "reference": setup.base_spec}}.items()
                if k in known}
     return CompareSpec(base=setup.base_spec, corpus=setup.corpus_path, subjects=setup.subjects_path, out=out,

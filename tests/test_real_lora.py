@@ -92,6 +92,9 @@ def test_real_specs_use_the_base_as_baseline_and_reference(tmp_path: Path) -> No
     assert spec.attacks["pii"]["subjects"].endswith("train_subjects.jsonl")
     compare = real_compare_spec(setup, tmp_path / "compare")
     check_compare_spec(compare, "compare.toml")  # every defense table (LoRA keys included) is valid
+    # the comparison probes the same (trained) subjects as the audit; the held-out ones cannot leak
+    assert compare.attacks["pii"]["subjects"] == spec.attacks["pii"]["subjects"]
+    assert compare.subjects == setup.subjects_path  # scrubbing and DP-SGD's units still see everyone
     dp = compare.defenses["dp_sgd_subject"]
     assert (dp["target_epsilon"], dp["privacy_unit"], dp["lora"]) == (8.0, "subject", True)
     fed = compare.defenses["federated"]
@@ -133,4 +136,6 @@ def test_real_demo_writes_both_specs_into_a_new_folder_and_they_load(tmp_path: P
     opts = DemoOptions(out=tmp_path / "not" / "yet" / "there")
     spec, spec_path, compare, compare_path = write_real_specs(setup, opts)
     assert load_audit_spec(spec_path).attacks.keys() == spec.attacks.keys()
-    assert load_compare_spec(compare_path).defenses.keys() == compare.defenses.keys()
+    loaded = load_compare_spec(compare_path)
+    assert loaded.defenses.keys() == compare.defenses.keys()
+    assert Path(loaded.attacks["pii"]["subjects"]).name == "train_subjects.jsonl"
