@@ -35,7 +35,7 @@ from privaudit.serve import OpenAIApp
 from privaudit.targets.base import load_target, register_target, spec_fingerprint
 
 from reliability.char_target import CharBigramTarget
-from reliability.fault_server import FaultServer
+from reliability.fault_server import FaultServer, slow
 
 CHAR = "resume-char"
 
@@ -309,24 +309,31 @@ def _status(run: Path) -> str | None:
         return None
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_a_rerun_completes_it(tmp_path: Path, subjects: Path,
-                                                                    tiny_model_dir: Path):
+def test_ctrl_c_marks_the_run_interrupted_and_a_rerun_completes_it(tmp_path: Path, subjects: Path):
+    """Ctrl-C in the middle of an attack: the run is marked `interrupted`, exits 130, leaves no report,
+    and the same command resumes it. The endpoint (a real server on 127.0.0.1) holds the run's first
+    completion request until the signal has been sent, so the signal cannot arrive after the run
+    finished (with a local tiny model, the whole run could complete while a loaded CI machine
+    descheduled the test between seeing `running` and sending SIGINT: it exited 0 once)."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "privaudit.cli", "--quiet", *pii_args(f"hf:{tiny_model_dir}", subjects, run),
-           "--batch-size", "1", "--max-new-tokens", "32"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and _status(run) != "running" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.stdout.read().decode()
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    output = proc.communicate(timeout=60)[0].decode()
-    assert proc.returncode == 130, output
-    assert "interrupted" in output
-    stopped = manifest(run)
-    assert stopped["status"] == "interrupted" and "finished" not in stopped
-    assert not any((run / name).exists() for name in REPORT_FILES)
+    app = OpenAIApp(CharBigramTarget(), model_name="tiny")
+    with FaultServer(app, [slow(120)]) as srv:
+        cmd = [sys.executable, "-m", "privaudit.cli", "--quiet", *pii_args(srv.spec("score=false"), subjects, run),
+               "--batch-size", "1"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and srv.in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None and srv.in_flight == 1, "no request held: " + proc.stdout.read().decode()
+        assert _status(run) == "running"
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        output = proc.communicate(timeout=60)[0].decode()
+        assert proc.returncode == 130, output
+        assert "interrupted" in output
+        stopped = manifest(run)
+        assert stopped["status"] == "interrupted" and "finished" not in stopped
+        assert not any((run / name).exists() for name in REPORT_FILES)
 
-    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # the script is spent: OK
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert manifest(run)["status"] == "complete"
