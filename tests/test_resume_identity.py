@@ -36,6 +36,7 @@ from privaudit.targets.base import load_target, register_target, spec_fingerprin
 
 from reliability.char_target import CharBigramTarget
 from reliability.fault_server import FaultServer, slow
+from reliability.sigint import default_sigint
 
 CHAR = "resume-char"
 
@@ -312,15 +313,15 @@ def _status(run: Path) -> str | None:
 def test_ctrl_c_marks_the_run_interrupted_and_a_rerun_completes_it(tmp_path: Path, subjects: Path):
     """Ctrl-C in the middle of an attack: the run is marked `interrupted`, exits 130, leaves no report,
     and the same command resumes it. The endpoint (a real server on 127.0.0.1) holds the run's first
-    completion request until the signal has been sent, so the signal cannot arrive after the run
-    finished (with a local tiny model, the whole run could complete while a loaded CI machine
-    descheduled the test between seeing `running` and sending SIGINT: it exited 0 once)."""
+    completion request until the signal has been sent, so the signal lands mid-attack whatever the
+    machine's load; the child gets SIGINT's default disposition back (reliability/sigint.py: under
+    a suite started as a background job it was ignored, and the run finished with exit 0)."""
     run = tmp_path / "run"
     app = OpenAIApp(CharBigramTarget(), model_name="tiny")
     with FaultServer(app, [slow(120)]) as srv:
         cmd = [sys.executable, "-m", "privaudit.cli", "--quiet", *pii_args(srv.spec("score=false"), subjects, run),
                "--batch-size", "1"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=default_sigint)
         deadline = time.monotonic() + 120
         while proc.poll() is None and srv.in_flight == 0 and time.monotonic() < deadline:
             time.sleep(0.02)

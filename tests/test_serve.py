@@ -16,6 +16,7 @@ from privaudit.cli import main
 from privaudit.serve import hf_token_logprobs, serve_target
 
 from reliability.char_target import CharBigramTarget
+from reliability.sigint import default_sigint
 
 SECRET = "serve-test-key-93be"
 
@@ -189,6 +190,7 @@ def test_serve_command_serves_until_interrupted(char_server):
         [sys.executable, "-m", "privaudit.cli", "serve", f"{upstream.spec};score=true", "--port", "0",
          "--model-name", "gateway", "--api-key-env", "PRIVAUDIT_SERVE_KEY"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parent,
+        preexec_fn=default_sigint,
     )
     try:
         line = proc.stdout.readline()
